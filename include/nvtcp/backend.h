@@ -1,0 +1,104 @@
+/* nvtcp storage backends: one ops table for memory, file, block device and null namespaces.
+ * Public API. A backend is opened once per namespace; each event-loop thread opens its own
+ * channel on it (no locks on the I/O path) and submits struct nvtcp_bio requests there.
+ * Completion: bio->done runs on the submitting thread, either inline from submit (memory,
+ * null) or later from nvtcp_backend_channel_poll() when the channel's fd becomes readable
+ * (file, block device: io_uring with an eventfd). */
+#ifndef NVTCP_BACKEND_H
+#define NVTCP_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum nvtcp_bio_op {
+	NVTCP_BIO_READ,
+	NVTCP_BIO_WRITE,
+	NVTCP_BIO_FLUSH,	/* make completed writes durable */
+	NVTCP_BIO_WRITE_ZEROES, /* offset/length, no data */
+	NVTCP_BIO_DISCARD,	/* deallocate offset/length; reads after return zeroes */
+	NVTCP_BIO_OP_COUNT
+};
+
+struct nvtcp_bio;
+/* status: 0, or a negative errno (-EIO, -ENOSPC, -EROFS, ...). */
+typedef void (*nvtcp_bio_done_fn)(struct nvtcp_bio *bio, int status);
+
+/* One backend request. Owned by the caller; the backend borrows it (and the memory its iovecs
+ * point to) from submit until done is called. */
+struct nvtcp_bio {
+	enum nvtcp_bio_op op;
+	uint64_t offset; /* bytes, multiple of the block size */
+	uint64_t length; /* bytes */
+	const struct iovec *iov; /* READ/WRITE data, covering length bytes */
+	int iovcnt;
+	bool fua; /* WRITE: durable when done is called */
+	nvtcp_bio_done_fn done;
+	void *priv; /* caller's */
+};
+
+enum nvtcp_backend_type {
+	NVTCP_BACKEND_MEMORY,
+	NVTCP_BACKEND_FILE,
+	NVTCP_BACKEND_BLOCK,
+	NVTCP_BACKEND_NULL,
+	NVTCP_BACKEND_TYPE_COUNT
+};
+
+struct nvtcp_backend_conf {
+	enum nvtcp_backend_type type;
+	const char *path;    /* file or block device; NULL for memory/null */
+	uint64_t size;	     /* bytes: memory/null size; file: created/extended to this if > 0 */
+	uint32_t block_size; /* 512 or 4096; 0 = default (512, or the device's logical size) */
+	bool readonly;
+};
+
+struct nvtcp_backend;
+struct nvtcp_backend_channel;
+
+/* Open a backend. Returns 0 and *out, or -errno with a message in err (size errlen).
+ * Not thread-safe; call at configuration time. */
+int nvtcp_backend_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend **out,
+		       char *err, size_t errlen);
+/* Close after every channel is closed; flushes file-backed data. */
+void nvtcp_backend_close(struct nvtcp_backend *be);
+
+uint64_t nvtcp_backend_size(const struct nvtcp_backend *be);	   /* bytes */
+uint32_t nvtcp_backend_block_size(const struct nvtcp_backend *be); /* bytes */
+bool nvtcp_backend_has_volatile_cache(const struct nvtcp_backend *be);
+bool nvtcp_backend_is_readonly(const struct nvtcp_backend *be);
+enum nvtcp_backend_type nvtcp_backend_type(const struct nvtcp_backend *be);
+/* Parse "memory", "file", "block" (or "bdev"), "null". Returns -EINVAL if unknown. */
+int nvtcp_backend_type_parse(const char *name, enum nvtcp_backend_type *out);
+const char *nvtcp_backend_type_name(enum nvtcp_backend_type type);
+
+/* Per-thread channel. Returns 0 or -errno. */
+int nvtcp_backend_channel_open(struct nvtcp_backend *be, struct nvtcp_backend_channel **out);
+/* Waits for the channel's in-flight bios to complete (their done callbacks run), then frees it. */
+void nvtcp_backend_channel_close(struct nvtcp_backend_channel *ch);
+
+/* Submit a bio. Returns 0 if accepted (done will be called exactly once, possibly before
+ * submit returns), or -errno if rejected outright (done is NOT called). Out-of-range
+ * offset/length is rejected with -ERANGE. */
+int nvtcp_backend_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio);
+/* fd that becomes readable when completions are waiting, or -1 if completions are always
+ * inline. The event loop polls it for reading. */
+int nvtcp_backend_channel_fd(const struct nvtcp_backend_channel *ch);
+/* Reap waiting completions (runs their done callbacks). Returns how many, or -errno. */
+int nvtcp_backend_channel_poll(struct nvtcp_backend_channel *ch);
+/* Bios submitted and not yet completed. */
+unsigned nvtcp_backend_channel_inflight(const struct nvtcp_backend_channel *ch);
+
+/* For tests: make the next `count` bios of these ops (bit mask of 1 << op) fail with `status`
+ * (a negative errno) on this backend. */
+void nvtcp_backend_inject_error(struct nvtcp_backend *be, unsigned op_mask, unsigned count,
+				int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

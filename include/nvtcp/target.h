@@ -1,0 +1,39 @@
+/* nvtcp target (nvtcpd's engine): configure from JSON or the built-in default, run one event
+ * loop per core until stopped. Public API. */
+#ifndef NVTCP_TARGET_H
+#define NVTCP_TARGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct nvtcp_target;
+
+struct nvtcp_target_opts {
+	const char *config_path;   /* JSON config; NULL = built-in default */
+	const char *const *listen; /* "ADDR:PORT" / "[IPV6]:PORT"; replaces configured ports */
+	int nlisten;
+	unsigned cores;	 /* event loops (threads); 0 = 1 */
+	bool busy_poll;	 /* spin instead of sleeping in epoll */
+	int first_cpu;	 /* pin loop i to CPU first_cpu + i; -1 = no pinning */
+};
+
+/* Build a target: load config, open backends, bind listeners. Returns 0, or -errno with a
+ * human-readable message in err. */
+int nvtcp_target_create(const struct nvtcp_target_opts *opts, struct nvtcp_target **out,
+			char *err, size_t errlen);
+/* Run the event loops on the calling thread plus cores-1 more; returns after
+ * nvtcp_target_stop once every connection is closed. Returns 0 or -errno. */
+int nvtcp_target_run(struct nvtcp_target *t);
+/* Async-signal-safe: ask nvtcp_target_run to return. */
+void nvtcp_target_stop(struct nvtcp_target *t);
+/* Close backends (flushing file data) and free everything. */
+void nvtcp_target_destroy(struct nvtcp_target *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,121 @@
+/* One NVMe/TCP byte stream: a non-blocking socket (later TLS) with a receive ring feeding the
+ * PDU decoder, direct placement of large payloads, and a send queue of iovec batches.
+ * Layer: net. Used by both the target connection and the host queue; knows nothing of them.
+ *
+ * Receive: stream_recv() reads into the per-stream ring (one recv can carry many small PDUs)
+ * and feeds the decoder. Headers are reported to cbs->on_header with rx->hdr valid until the
+ * callback returns; a data PDU's owner names the destination there (pdu_rx_set_dst). Payload
+ * already in the ring is copied once into the destination; when the ring is drained and more
+ * than STREAM_DIRECT_MIN payload bytes remain, the stream readv()s straight into the
+ * destination plus the ring (to catch the next header), so large data is never copied twice.
+ *
+ * Send: the owner fills a struct stream_tx (iovecs pointing to memory it owns) and queues it;
+ * the memory stays untouched and owned by the stream until tx->done runs. stream_flush()
+ * writes as many queued iovecs as fit into one writev/sendmsg and resumes partial writes.
+ *
+ * Raw I/O goes through s->io (plain socket now; TLS plugs in a different ops table), so the
+ * decoder never sees whether the bytes were encrypted. */
+#ifndef NVTCP_NET_STREAM_H
+#define NVTCP_NET_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "../proto/pdu.h"
+
+#define STREAM_RING_DEFAULT  (64 * 1024)
+#define STREAM_DIRECT_MIN    4096 /* payload left above this is read straight into place */
+#define STREAM_TX_IOV_MAX    (PDU_RX_DST_MAX + 2) /* header + data pieces + digest */
+#define STREAM_WRITEV_MAX    64	/* iovecs gathered into one sendmsg */
+
+struct stream;
+
+/* A queued send. The owner fills iov/iovcnt/done/ctx and keeps the memory the iovecs point
+ * to alive and unmodified until done(tx, status) is called (status 0, or -errno when the
+ * stream failed or was closed). The tx itself is owned by the stream until done. */
+struct stream_tx {
+	struct iovec iov[STREAM_TX_IOV_MAX];
+	int iovcnt;
+	void (*done)(struct stream_tx *tx, int status);
+	void *ctx;
+	/* private to the stream */
+	struct stream_tx *next;
+	int iov_idx;
+	size_t iov_off;
+};
+
+/* Callbacks into the owner (target connection or host queue). Return 0 to go on, or a
+ * negative errno to stop receiving (the stream reports it from stream_recv). To make the
+ * stream send a TermReq for a protocol error found by the owner (bad TTAG, ...), return
+ * -EPROTO after filling s->err. */
+struct stream_cbs {
+	/* A complete, validated header in s->rx.hdr. For a PDU with data, call
+	 * pdu_rx_set_dst() or pdu_rx_discard() on &s->rx before returning. */
+	int (*on_header)(struct stream *s, void *ctx);
+	/* The PDU is complete: payload placed, digests checked (s->rx.ddgst_ok). */
+	int (*on_pdu)(struct stream *s, void *ctx);
+};
+
+/* Raw byte I/O beneath the stream: plain socket or TLS. Both follow readv/writev semantics
+ * on a non-blocking fd: >0 bytes, 0 for EOF (read), -EAGAIN, or -errno. */
+struct stream_io_ops {
+	ssize_t (*readv)(struct stream *s, const struct iovec *iov, int iovcnt);
+	ssize_t (*writev)(struct stream *s, const struct iovec *iov, int iovcnt, bool more);
+};
+
+extern const struct stream_io_ops stream_plain_io;
+
+struct stream {
+	int fd;
+	const struct stream_io_ops *io;
+	void *io_ctx; /* TLS session, unused for plain sockets */
+	struct pdu_rx rx;
+	const struct stream_cbs *cbs;
+	void *ctx;
+	uint8_t *ring;	 /* receive ring (owned by the stream) */
+	size_t ring_size;
+	size_t ring_head; /* first unconsumed byte */
+	size_t ring_tail; /* one past the last received byte */
+	struct stream_tx *tx_head, *tx_tail;
+	size_t tx_queued_bytes;
+	struct pdu_err err; /* set when stream_recv fails with -EPROTO */
+	uint8_t term_type;  /* TermReq type we send: H2C (host role) or C2H (ctrl role) */
+	bool closed;
+	/* statistics */
+	uint64_t rx_bytes, tx_bytes, rx_syscalls, tx_syscalls, rx_direct_bytes;
+};
+
+/* Set up a stream on a connected non-blocking fd (ownership of fd passes to the stream: it is
+ * closed by stream_fini). role picks which PDUs are accepted; ring_size 0 means the default.
+ * Returns 0 or -ENOMEM. */
+int stream_init(struct stream *s, int fd, enum pdu_role role, size_t ring_size,
+		const struct stream_cbs *cbs, void *ctx);
+/* Fail every queued tx with -ECONNABORTED, free the ring, close the fd. */
+void stream_fini(struct stream *s);
+
+/* Negotiated parameters took effect (after ICReq/ICResp). */
+void stream_set_params(struct stream *s, const struct pdu_params *p);
+
+/* Receive and decode until the socket would block or `budget` PDUs completed.
+ * Returns the number of PDUs completed (>= 0), -ECONNRESET on EOF, -EPROTO on a protocol
+ * error (s->err holds FES/FEI; call stream_send_term_req), or another -errno
+ * (a callback's error is passed through). */
+int stream_recv(struct stream *s, unsigned budget);
+
+/* Queue a send; it leaves at the next stream_flush. */
+void stream_queue(struct stream *s, struct stream_tx *tx);
+/* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
+ * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
+int stream_flush(struct stream *s);
+static inline bool stream_tx_pending(const struct stream *s)
+{
+	return s->tx_head != NULL;
+}
+
+/* Best effort: build a TermReq from s->err and the current header, write it synchronously
+ * (short bounded attempt, ignoring what is queued), then shut the socket down for writing. */
+void stream_send_term_req(struct stream *s);
+
+#endif
