@@ -1,0 +1,36 @@
+# Thin wrapper over meson for the two README commands and a few conveniences.
+#   make run     build nvtcpd and run it on the built-in default (memory namespace, 127.0.0.1:4420)
+#   make test    build (plain and ASan+UBSan) and run every test, kernel interop included
+#   make check   unit, vector, integration and fuzz-replay suites only (no kernel interop)
+#   make bench   build optimised and run the benchmarks in bench/
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all run test check bench deps format clean
+
+all: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=release -Db_ndebug=false
+
+run: all
+	./$(BUILD)/tools/nvtcpd $(ARGS)
+
+test: deps
+	bash tests/run.sh
+
+check: deps
+	NVTCP_SKIP_INTEROP=1 bash tests/run.sh
+
+bench: all
+	bash bench/run.sh
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Build nvtcp twice (release with -Werror, and debug with ASan+UBSan) and run every test:
+# unit, golden vectors, integration, fuzz-corpus replay (all under ASan+UBSan), a format check,
+# then the Linux kernel interop tests (unless NVTCP_SKIP_INTEROP=1).
+# Ends with one line "N passed, N failed" counting TAP cases and interop runs; exit 1 on failure.
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+bash scripts/deps.sh || exit 1
+
+passed=0
+failed=0
+failures=()
+record() { # name status
+	if [ "$2" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
+}
+
+log() { printf '== %s\n' "$*"; }
+
+# 1. Release build: warnings are errors, optimisation enables more warnings.
+log "build: release"
+[ -f build/build.ninja ] || meson setup build --buildtype=release -Db_ndebug=false >/dev/null
+ninja -C build -j2 >build-release.log 2>&1
+st=$?
+[ $st = 0 ] || tail -40 build-release.log
+record build-release $st
+
+# 2. ASan + UBSan build and the meson suites.
+log "build: asan+ubsan"
+[ -f build-asan/build.ninja ] ||
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+ninja -C build-asan -j2 >build-asan.log 2>&1
+st=$?
+[ $st = 0 ] || tail -40 build-asan.log
+record build-asan $st
+
+if [ $st = 0 ]; then
+	log "meson test (asan+ubsan)"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	meson test -C build-asan --num-processes 2 --print-errorlogs -t 2 >meson-test.log 2>&1
+	tail -15 meson-test.log
+	counts=$(python3 tests/tap_count.py build-asan/meson-logs/testlog.json)
+	read -r p f <<<"$counts"
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" = 0 ] || failures+=("meson suites: $f case(s), see build-asan/meson-logs/testlog.txt")
+fi
+
+# 3. Format: the tree matches .clang-format.
+log "format check"
+if command -v clang-format >/dev/null; then
+	bad=$(git ls-files '*.c' '*.h' | while read -r f; do
+		[ -f "$f" ] && ! clang-format --dry-run --Werror "$f" >/dev/null 2>&1 && echo "$f"
+	done)
+	[ -z "$bad" ] || echo "not formatted: $bad"
+	record clang-format "$([ -z "$bad" ] && echo 0 || echo 1)"
+fi
+
+# 4. Kernel interop (qemu guests in a private network namespace).
+if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
+	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh; do
+		[ -x "$t" ] || continue
+		log "interop: $t"
+		bash "$t" >"$(basename "$t" .sh).log" 2>&1
+		st=$?
+		grep -E '^(KP: (PASS|FAIL)|INTEROP)' "$(basename "$t" .sh).log" | tail -40
+		record "$t" $st
+	done
+fi
+
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
