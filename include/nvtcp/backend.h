@@ -32,13 +32,16 @@ typedef void (*nvtcp_bio_done_fn)(struct nvtcp_bio *bio, int status);
  * point to) from submit until done is called. */
 struct nvtcp_bio {
 	enum nvtcp_bio_op op;
-	uint64_t offset; /* bytes, multiple of the block size */
-	uint64_t length; /* bytes */
+	uint64_t offset;	 /* bytes, multiple of the block size */
+	uint64_t length;	 /* bytes */
 	const struct iovec *iov; /* READ/WRITE data, covering length bytes */
 	int iovcnt;
-	bool fua; /* WRITE: durable when done is called */
+	bool fua; /* WRITE, WRITE_ZEROES, DISCARD: durable when done is called */
 	nvtcp_bio_done_fn done;
 	void *priv; /* caller's */
+	/* private to the backend: links bios waiting for a free slot when more than the channel's
+	 * depth (256 for file/block) are in flight; no need to initialise */
+	struct nvtcp_bio *next_queued;
 };
 
 enum nvtcp_backend_type {
@@ -62,8 +65,8 @@ struct nvtcp_backend_channel;
 
 /* Open a backend. Returns 0 and *out, or -errno with a message in err (size errlen).
  * Not thread-safe; call at configuration time. */
-int nvtcp_backend_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend **out,
-		       char *err, size_t errlen);
+int nvtcp_backend_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend **out, char *err,
+		       size_t errlen);
 /* Close after every channel is closed; flushes file-backed data. */
 void nvtcp_backend_close(struct nvtcp_backend *be);
 
@@ -82,8 +85,13 @@ int nvtcp_backend_channel_open(struct nvtcp_backend *be, struct nvtcp_backend_ch
 void nvtcp_backend_channel_close(struct nvtcp_backend_channel *ch);
 
 /* Submit a bio. Returns 0 if accepted (done will be called exactly once, possibly before
- * submit returns), or -errno if rejected outright (done is NOT called). Out-of-range
- * offset/length is rejected with -ERANGE. */
+ * submit returns), or -errno if rejected outright (done is NOT called): -ERANGE for an
+ * out-of-range offset/length, -EINVAL for a bad op, misaligned offset/length or iovecs
+ * covering less than length, -EROFS for WRITE/WRITE_ZEROES/DISCARD on a read-only backend,
+ * -ESHUTDOWN once channel_close has started. FLUSH ignores offset/length. Never -EBUSY: bios
+ * beyond the channel's depth wait inside the channel (linked through bio->next_queued).
+ * Channel's thread only; done runs on that thread. Overlapping bios in flight at once
+ * (on one or several channels) complete in no defined order, as in NVMe. */
 int nvtcp_backend_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio);
 /* fd that becomes readable when completions are waiting, or -1 if completions are always
  * inline. The event loop polls it for reading. */
@@ -94,7 +102,8 @@ int nvtcp_backend_channel_poll(struct nvtcp_backend_channel *ch);
 unsigned nvtcp_backend_channel_inflight(const struct nvtcp_backend_channel *ch);
 
 /* For tests: make the next `count` bios of these ops (bit mask of 1 << op) fail with `status`
- * (a negative errno) on this backend. */
+ * (a negative errno; anything else means -EIO) on this backend. Bios rejected by submit's
+ * checks do not use up a count; injected failures complete inline. Thread-safe. */
 void nvtcp_backend_inject_error(struct nvtcp_backend *be, unsigned op_mask, unsigned count,
 				int status);
 

@@ -39,6 +39,8 @@ struct loop_opts {
 	int cpu;	/* pin the thread running loop_run to this CPU; -1 = no pinning */
 };
 
+/* Create a loop (opts NULL: interrupt mode, no pinning). Returns 0 or -errno. The loop belongs
+ * to the thread that calls loop_run; only loop_post and loop_stop may be called elsewhere. */
 int loop_create(struct loop **out, const struct loop_opts *opts);
 /* Closes the epoll fd; fds still registered are not closed. */
 void loop_destroy(struct loop *l);
@@ -52,7 +54,10 @@ int loop_del_fd(struct loop *l, int fd);
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
 
+/* Queue w to run at the end of this turn (or the next one if called from deferred work). */
 void loop_defer(struct loop *l, struct loop_work *w);
+/* Unqueue w if it is queued (before freeing its owner). */
+void loop_work_cancel(struct loop *l, struct loop_work *w);
 
 /* Thread-safe: run fn(arg) on l's thread soon. Allocates a small message; returns 0 or -ENOMEM.
  * Not for the I/O path. */

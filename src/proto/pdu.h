@@ -61,7 +61,9 @@ int pdu_check_header(const union wire_pdu *pdu, enum pdu_role role, const struct
 
 /* Header digest length for this PDU type under p (0 or 4); ICReq/ICResp/TermReq never have one. */
 uint32_t pdu_hdgst_len(uint8_t pdu_type, const struct pdu_params *p);
-/* Data length (DATAL) implied by a validated header: PLEN - PDO - DDGST for data PDUs, else 0. */
+/* Data length (DATAL) implied by a validated header: PLEN - PDO - DDGST for data PDUs; for a
+ * TermReq the length of the offending-header copy after HLEN (the decoder hands it out as the
+ * PDU's data); else 0. */
 uint32_t pdu_data_len(const union wire_pdu *pdu);
 
 /* ---- incremental decoder ---------------------------------------------------------------- */
@@ -109,6 +111,7 @@ struct pdu_rx {
 	bool ddgst_ok;		/* valid at PDU_EV_PDU: true if no data digest or it matched */
 	struct pdu_err err;
 	uint64_t pdus;		/* PDUs completed (statistics) */
+	uint64_t transitions;	/* state changes since init (statistics) */
 };
 
 void pdu_rx_init(struct pdu_rx *rx, enum pdu_role role, const struct pdu_params *p);
@@ -149,7 +152,8 @@ static inline uint32_t pdu_rx_data_left(const struct pdu_rx *rx)
 size_t pdu_build_icreq(uint8_t *buf, uint8_t hpda, bool hdgst, bool ddgst, uint32_t maxr2t);
 size_t pdu_build_icresp(uint8_t *buf, uint8_t cpda, bool hdgst, bool ddgst, uint32_t maxh2cdata);
 /* TermReq: type WIRE_PDU_H2C_TERM_REQ or WIRE_PDU_C2H_TERM_REQ; copies up to 128 bytes of
- * the offending header (bad, bad_len) after the 24-byte header. */
+ * the offending header (bad, bad_len) after the 24-byte header: buf needs PDU_TERM_REQ_MAX. */
+#define PDU_TERM_REQ_MAX (sizeof(struct wire_term_req) + WIRE_TERM_HDR_MAX)
 size_t pdu_build_term_req(uint8_t *buf, uint8_t type, const struct pdu_err *err,
 			  const uint8_t *bad, size_t bad_len);
 /* CapsuleCmd with incapsule_len bytes of in-capsule data to follow (0 for none). */

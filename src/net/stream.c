@@ -1,0 +1,384 @@
+/* One NVMe/TCP byte stream: receive ring -> PDU decoder -> owner callbacks, direct placement of
+ * large payloads, and a send queue flushed with gathered sendmsg calls.
+ * Layer: net. All functions run on the thread that owns the stream (its loop); nothing here
+ * allocates after stream_init. Raw I/O goes through s->io (plain socket here, TLS elsewhere). */
+#include "stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/compiler.h"
+#include "../common/log.h"
+
+/* ---- plain socket I/O ------------------------------------------------------------------- */
+
+static ssize_t stream_plain_readv(struct stream *s, const struct iovec *iov, int iovcnt)
+{
+	for (;;) {
+		ssize_t n = readv(s->fd, iov, iovcnt);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+static ssize_t stream_plain_writev(struct stream *s, const struct iovec *iov, int iovcnt, bool more)
+{
+	struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+	/* MSG_NOSIGNAL: a peer that went away must give EPIPE, not kill the daemon. */
+	int flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+
+	for (;;) {
+		ssize_t n = sendmsg(s->fd, &msg, flags);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+const struct stream_io_ops stream_plain_io = {
+	.readv = stream_plain_readv,
+	.writev = stream_plain_writev,
+};
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+int stream_init(struct stream *s, int fd, enum pdu_role role, size_t ring_size,
+		const struct stream_cbs *cbs, void *ctx)
+{
+	/* Until ICReq/ICResp only the IC PDUs (and TermReq) are valid; no digests yet. */
+	static const struct pdu_params initial = {.ic_done = false};
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->io = &stream_plain_io;
+	s->cbs = cbs;
+	s->ctx = ctx;
+	s->ring_size = ring_size ? ring_size : STREAM_RING_DEFAULT;
+	/* The ring must hold at least one largest header plus its pad. */
+	if (s->ring_size < 2 * (WIRE_PDO_MAX + WIRE_DIGEST_LEN))
+		s->ring_size = 2 * (WIRE_PDO_MAX + WIRE_DIGEST_LEN);
+	s->ring = malloc(s->ring_size);
+	if (!s->ring)
+		return -ENOMEM;
+	s->term_type = role == PDU_ROLE_CTRL ? WIRE_PDU_C2H_TERM_REQ : WIRE_PDU_H2C_TERM_REQ;
+	pdu_rx_init(&s->rx, role, &initial);
+	return 0;
+}
+
+/* Pop the head tx and report its status; the owner gets the tx and its memory back. */
+static void stream_tx_pop(struct stream *s, int status)
+{
+	struct stream_tx *tx = s->tx_head;
+
+	s->tx_head = tx->next;
+	if (!s->tx_head)
+		s->tx_tail = NULL;
+	tx->next = NULL;
+	if (tx->done)
+		tx->done(tx, status);
+}
+
+void stream_fini(struct stream *s)
+{
+	s->closed = true;
+	while (s->tx_head)
+		stream_tx_pop(s, -ECONNABORTED);
+	s->tx_queued_bytes = 0;
+	free(s->ring);
+	s->ring = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+void stream_set_params(struct stream *s, const struct pdu_params *p)
+{
+	pdu_rx_set_params(&s->rx, p);
+}
+
+/* ---- receive ---------------------------------------------------------------------------- */
+
+/* Feed what the ring holds to the decoder and run the callbacks. Stops when the ring is
+ * drained (returns 0), the budget is reached (returns 0), or on an error (-errno). */
+static int stream_process(struct stream *s, unsigned budget, unsigned *done)
+{
+	while (*done < budget) {
+		size_t avail = s->ring_tail - s->ring_head;
+		enum pdu_ev ev;
+		size_t n = pdu_rx_feed(&s->rx, s->ring + s->ring_head, avail, &ev);
+		int ret = 0;
+
+		s->ring_head += n;
+		switch (ev) {
+		case PDU_EV_NONE:
+			/* Everything consumed (or nothing to do): the socket must speak next. */
+			return 0;
+		case PDU_EV_HEADER:
+			if (s->cbs && s->cbs->on_header)
+				ret = s->cbs->on_header(s, s->ctx);
+			if (ret < 0)
+				return ret;
+			/* An owner that named no destination does not want the payload. */
+			if (s->rx.state == PDU_RX_HEADER && s->rx.data_len > 0)
+				pdu_rx_discard(&s->rx);
+			break;
+		case PDU_EV_PDU:
+			(*done)++;
+			if (s->cbs && s->cbs->on_pdu)
+				ret = s->cbs->on_pdu(s, s->ctx);
+			if (ret < 0)
+				return ret;
+			break;
+		case PDU_EV_ERROR:
+		default:
+			s->err = s->rx.err;
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+/* Make room at the ring's end: reset when empty, slide the unread bytes down otherwise. */
+static void stream_ring_compact(struct stream *s)
+{
+	size_t unread = s->ring_tail - s->ring_head;
+
+	if (unread == 0) {
+		s->ring_head = s->ring_tail = 0;
+	} else if (s->ring_head > 0 && s->ring_size - s->ring_tail < s->ring_size / 4) {
+		memmove(s->ring, s->ring + s->ring_head, unread);
+		s->ring_head = 0;
+		s->ring_tail = unread;
+	}
+}
+
+/* One read from the socket. Large payloads left in the current PDU are read straight into the
+ * destination, with the ring after them so the digest and next headers come in the same call.
+ * Returns bytes read, 0 on EOF, or -errno. */
+static ssize_t stream_read(struct stream *s)
+{
+	struct iovec iov[PDU_RX_DST_MAX + 1];
+	size_t direct = 0;
+	int cnt = 0;
+	ssize_t n;
+
+	stream_ring_compact(s);
+	if (s->ring_head == s->ring_tail && s->rx.state == PDU_RX_DATA && !s->rx.discard &&
+	    pdu_rx_data_left(&s->rx) > STREAM_DIRECT_MIN) {
+		cnt = pdu_rx_data_iov(&s->rx, iov, PDU_RX_DST_MAX);
+		for (int i = 0; i < cnt; i++)
+			direct += iov[i].iov_len;
+	}
+	iov[cnt].iov_base = s->ring + s->ring_tail;
+	iov[cnt].iov_len = s->ring_size - s->ring_tail;
+	cnt++;
+
+	n = s->io->readv(s, iov, cnt);
+	s->rx_syscalls++;
+	if (n <= 0)
+		return n;
+	s->rx_bytes += (uint64_t)n;
+	if (direct) {
+		size_t landed = MIN((size_t)n, direct);
+
+		pdu_rx_data_landed(&s->rx, landed);
+		s->rx_direct_bytes += landed;
+		s->ring_tail += (size_t)n - landed;
+	} else {
+		s->ring_tail += (size_t)n;
+	}
+	return n;
+}
+
+int stream_recv(struct stream *s, unsigned budget)
+{
+	unsigned done = 0;
+	int ret;
+
+	if (s->closed)
+		return -ENOTCONN;
+	for (;;) {
+		ret = stream_process(s, budget, &done);
+		if (ret < 0)
+			return ret;
+		if (done >= budget)
+			return (int)done;
+		ssize_t n = stream_read(s);
+		if (n == -EAGAIN)
+			return (int)done;
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return (int)n;
+	}
+}
+
+/* ---- send ------------------------------------------------------------------------------- */
+
+void stream_queue(struct stream *s, struct stream_tx *tx)
+{
+	tx->next = NULL;
+	tx->iov_idx = 0;
+	tx->iov_off = 0;
+	for (int i = 0; i < tx->iovcnt; i++)
+		s->tx_queued_bytes += tx->iov[i].iov_len;
+	if (s->tx_tail)
+		s->tx_tail->next = tx;
+	else
+		s->tx_head = tx;
+	s->tx_tail = tx;
+}
+
+/* Account n written bytes against the queue; complete every tx that is fully sent (in order).
+ * A done callback may queue more: it is appended behind and picked up by the next gather. */
+static void stream_tx_advance(struct stream *s, size_t n)
+{
+	s->tx_queued_bytes -= n;
+	while (s->tx_head) {
+		struct stream_tx *tx = s->tx_head;
+
+		while (tx->iov_idx < tx->iovcnt) {
+			size_t rem = tx->iov[tx->iov_idx].iov_len - tx->iov_off;
+
+			if (rem > n) {
+				tx->iov_off += n;
+				return;
+			}
+			n -= rem;
+			tx->iov_idx++;
+			tx->iov_off = 0;
+		}
+		stream_tx_pop(s, 0);
+	}
+}
+
+/* Gather the unsent iovecs of the queue, at most max; *more tells if some were left out. */
+static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *more)
+{
+	int cnt = 0;
+
+	*more = false;
+	for (struct stream_tx *tx = s->tx_head; tx; tx = tx->next) {
+		for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
+			size_t off = i == tx->iov_idx ? tx->iov_off : 0;
+
+			if (tx->iov[i].iov_len == off)
+				continue;
+			if (cnt == max) {
+				*more = true;
+				return cnt;
+			}
+			iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
+			iov[cnt].iov_len = tx->iov[i].iov_len - off;
+			cnt++;
+		}
+	}
+	return cnt;
+}
+
+int stream_flush(struct stream *s)
+{
+	struct iovec iov[STREAM_WRITEV_MAX];
+	bool more;
+
+	if (s->closed)
+		return s->tx_head ? -ENOTCONN : 0;
+	while (s->tx_head) {
+		int cnt = stream_tx_gather(s, iov, STREAM_WRITEV_MAX, &more);
+
+		if (cnt == 0) {
+			/* only empty tx left */
+			stream_tx_advance(s, 0);
+			continue;
+		}
+		ssize_t n = s->io->writev(s, iov, cnt, more);
+		s->tx_syscalls++;
+		if (n < 0)
+			return (int)n;
+		s->tx_bytes += (uint64_t)n;
+		stream_tx_advance(s, (size_t)n);
+	}
+	return 0;
+}
+
+/* ---- fatal errors ----------------------------------------------------------------------- */
+
+/* Write all of iov within a few short waits. Returns 0 or -errno. */
+static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt)
+{
+	int waits = 0;
+
+	while (cnt > 0) {
+		ssize_t n = s->io->writev(s, iov, cnt, false);
+
+		if (n == -EAGAIN) {
+			struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+
+			/* at most ~300 ms: the connection is being torn down anyway */
+			if (++waits > 3 || poll(&pfd, 1, 100) < 0)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (n < 0)
+			return (int)n;
+		s->tx_bytes += (uint64_t)n;
+		size_t left = (size_t)n;
+		while (cnt > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return 0;
+}
+
+void stream_send_term_req(struct stream *s)
+{
+	uint8_t buf[PDU_TERM_REQ_MAX];
+	struct iovec iov[STREAM_TX_IOV_MAX + 1];
+	int cnt = 0;
+	/* The offending header as far as it was received (SPDK copies HLEN bytes). */
+	size_t bad_len = s->rx.hdr_have;
+
+	if (s->closed || s->fd < 0)
+		return;
+	if (bad_len > sizeof(struct wire_ch) && bad_len > s->rx.hdr.ch.hlen)
+		bad_len = s->rx.hdr.ch.hlen;
+	size_t len = pdu_build_term_req(buf, s->term_type, &s->err, s->rx.hdr.raw, bad_len);
+
+	/* A tx cut in the middle must be finished first, or the TermReq would land inside
+	 * another PDU; whole tx still queued are simply not sent. */
+	struct stream_tx *tx = s->tx_head;
+	if (tx && (tx->iov_idx > 0 || tx->iov_off > 0)) {
+		for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
+			size_t off = i == tx->iov_idx ? tx->iov_off : 0;
+
+			iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
+			iov[cnt].iov_len = tx->iov[i].iov_len - off;
+			cnt++;
+		}
+	}
+	iov[cnt].iov_base = buf;
+	iov[cnt].iov_len = len;
+	cnt++;
+	int ret = stream_write_bounded(s, iov, cnt);
+	if (ret < 0)
+		log_warn("stream fd %d: TermReq (FES %02xh) not sent: %s", s->fd, s->err.fes,
+			 strerror(-ret));
+	shutdown(s->fd, SHUT_WR);
+}

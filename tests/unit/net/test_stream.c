@@ -1,0 +1,415 @@
+/* Unit tests for src/net/stream.c over socketpair(): batched small PDUs, direct placement of a
+ * large payload, budgets, partial writes with a tiny send buffer, TermReq, EOF, teardown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/le.h"
+#include "net/stream.h"
+#include "proto/crc32c.h"
+#include "tap.h"
+
+static const struct pdu_params params_dgst = {
+	.hdgst = true,
+	.ddgst = true,
+	.cpda = 0,
+	.hpda = 0,
+	.maxh2cdata = 1 << 20,
+	.max_incapsule = 8192,
+	.ic_done = true,
+};
+
+struct owner {
+	int headers, pdus;
+	uint16_t cids[256];
+	uint8_t *dst;
+	size_t dst_len;
+	bool ddgst_ok;
+	int fail_with; /* on_header returns this when non-zero */
+};
+
+static int owner_on_header(struct stream *s, void *ctx)
+{
+	struct owner *o = ctx;
+
+	o->headers++;
+	if (o->fail_with) {
+		s->err.fes = WIRE_FES_DATA_OUT_OF_RANGE;
+		s->err.fei = 0;
+		return o->fail_with;
+	}
+	if (s->rx.hdr.ch.pdu_type == WIRE_PDU_C2H_DATA && o->dst) {
+		size_t half = s->rx.data_len / 2;
+		struct iovec iov[2] = {{o->dst, half}, {o->dst + half, o->dst_len - half}};
+		return pdu_rx_set_dst(&s->rx, iov, 2);
+	}
+	return 0;
+}
+
+static int owner_on_pdu(struct stream *s, void *ctx)
+{
+	struct owner *o = ctx;
+
+	if (s->rx.hdr.ch.pdu_type == WIRE_PDU_CAPSULE_RESP && o->pdus < 256)
+		o->cids[o->pdus] = le16_get(s->rx.hdr.rsp.cqe.cid);
+	if (s->rx.hdr.ch.pdu_type == WIRE_PDU_C2H_DATA)
+		o->ddgst_ok = s->rx.ddgst_ok;
+	o->pdus++;
+	return 0;
+}
+
+static const struct stream_cbs owner_cbs = {.on_header = owner_on_header, .on_pdu = owner_on_pdu};
+
+static void make_pair(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+				poll(&pfd, 1, 100);
+				continue;
+			}
+			abort();
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void wait_in(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	poll(&pfd, 1, 1000);
+}
+
+static void test_small_pdus_batched(void)
+{
+	static uint8_t buf[100 * 28];
+	struct owner o = {0};
+	struct stream s;
+	size_t len = 0;
+	int sv[2];
+
+	make_pair(sv);
+	for (int i = 0; i < 100; i++) {
+		struct wire_cqe cqe = {0};
+		le16_put(cqe.cid, (uint16_t)(1000 + i));
+		len += pdu_build_capsule_resp(buf + len, &cqe, &params_dgst);
+	}
+	write_all(sv[1], buf, len);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	/* budget caps the PDUs per call; the rest waits in the ring */
+	TAP_CHECK_EQ(stream_recv(&s, 30), 30);
+	TAP_CHECK_EQ(stream_recv(&s, 1000), 70);
+	TAP_CHECK_EQ(o.pdus, 100);
+	int order_bad = 0;
+	for (int i = 0; i < 100; i++)
+		order_bad += o.cids[i] != 1000 + i;
+	TAP_CHECK_EQ(order_bad, 0);
+	/* one read carried all 2800 bytes; then one more returned EAGAIN */
+	TAP_CHECK(s.rx_syscalls <= 3);
+	TAP_CHECK_EQ(s.rx_bytes, len);
+	close(sv[1]);
+	TAP_CHECK_EQ(stream_recv(&s, 10), -ECONNRESET);
+	stream_fini(&s);
+}
+
+struct peer_buf {
+	int fd;
+	const uint8_t *buf;
+	size_t len;
+	size_t chunk;
+};
+
+static void *peer_writer(void *arg)
+{
+	struct peer_buf *pb = arg;
+
+	for (size_t off = 0; off < pb->len; off += pb->chunk) {
+		write_all(pb->fd, pb->buf + off, MIN(pb->chunk, pb->len - off));
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void test_direct_placement(void)
+{
+	const uint32_t datal = 256 * 1024;
+	size_t cap = 256 + datal + 64;
+	uint8_t *wire = malloc(cap), *data = malloc(datal), *dst = calloc(1, datal);
+	struct owner o = {.dst = dst, .dst_len = datal};
+	struct stream s;
+	size_t len;
+	int sv[2];
+
+	for (uint32_t i = 0; i < datal; i++)
+		data[i] = (uint8_t)(i * 13 + (i >> 9));
+	len = pdu_build_c2h_data(wire, 3, 0, datal, true, false, &params_dgst);
+	memcpy(wire + len, data, datal);
+	len += datal;
+	pdu_ddgst_put(wire + len, crc32c(data, datal));
+	len += 4;
+	struct wire_cqe cqe = {0};
+	le16_put(cqe.cid, 3);
+	len += pdu_build_capsule_resp(wire + len, &cqe, &params_dgst);
+
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 16384, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	struct peer_buf pb = {.fd = sv[1], .buf = wire, .len = len, .chunk = 24 * 1024};
+	pthread_t th;
+	pthread_create(&th, NULL, peer_writer, &pb);
+	int loops = 0;
+	while (o.pdus < 2 && loops++ < 10000) {
+		int ret = stream_recv(&s, 64);
+		TAP_CHECK(ret >= 0);
+		if (ret < 0)
+			break;
+		if (o.pdus < 2)
+			wait_in(sv[0]);
+	}
+	pthread_join(th, NULL);
+	TAP_CHECK_EQ(o.pdus, 2);
+	TAP_CHECK(o.ddgst_ok);
+	TAP_CHECK(s.rx_direct_bytes > 0);
+	TAP_CHECK(s.rx_direct_bytes <= datal);
+	TAP_CHECK_MEM(dst, data, datal);
+	TAP_CHECK_EQ(o.cids[1], 3);
+	TAP_CHECK_EQ(s.rx_bytes, len);
+	printf("# direct bytes %llu of %u, %llu reads\n", (unsigned long long)s.rx_direct_bytes,
+	       datal, (unsigned long long)s.rx_syscalls);
+	stream_fini(&s);
+	close(sv[1]);
+	free(wire);
+	free(data);
+	free(dst);
+}
+
+/* ---- send side ---- */
+
+#define NTX	64
+#define TX_DATA 20000
+
+struct sink {
+	int fd;
+	uint8_t *buf;
+	size_t len, want;
+};
+
+static void *peer_reader(void *arg)
+{
+	struct sink *k = arg;
+
+	while (k->len < k->want) {
+		ssize_t n = read(k->fd, k->buf + k->len, MIN((size_t)3000, k->want - k->len));
+		if (n <= 0)
+			break;
+		k->len += (size_t)n;
+		usleep(50);
+	}
+	return NULL;
+}
+
+static int done_order[NTX], done_count, done_status_bad;
+
+static void tx_done(struct stream_tx *tx, int status)
+{
+	done_order[done_count++ % NTX] = (int)(intptr_t)tx->ctx;
+	done_status_bad += status != 0;
+}
+
+static void test_partial_writes(void)
+{
+	static struct stream_tx tx[NTX];
+	static uint8_t hdrs[NTX][32], payload[TX_DATA], expect[NTX * (32 + TX_DATA)];
+	struct stream s;
+	int sv[2], sndbuf = 4096, eagain = 0;
+	size_t want = 0;
+
+	make_pair(sv);
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, NULL), 0);
+	for (int i = 0; i < TX_DATA; i++)
+		payload[i] = (uint8_t)(i * 3);
+	done_count = done_status_bad = 0;
+	for (int i = 0; i < NTX; i++) {
+		memset(hdrs[i], i, sizeof(hdrs[i]));
+		/* vary the shape: empty iovecs, header only, header + data in two pieces */
+		tx[i].iovcnt = 0;
+		tx[i].iov[tx[i].iovcnt++] = (struct iovec){hdrs[i], 32};
+		tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload, 0};
+		if (i % 3) {
+			tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload, 7000};
+			tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload + 7000, TX_DATA - 7000};
+		}
+		tx[i].done = tx_done;
+		tx[i].ctx = (void *)(intptr_t)i;
+		for (int j = 0; j < tx[i].iovcnt; j++) {
+			memcpy(expect + want, tx[i].iov[j].iov_base, tx[i].iov[j].iov_len);
+			want += tx[i].iov[j].iov_len;
+		}
+		stream_queue(&s, &tx[i]);
+	}
+	TAP_CHECK_EQ(s.tx_queued_bytes, want);
+	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};
+	pthread_t th;
+	pthread_create(&th, NULL, peer_reader, &k);
+	int ret, loops = 0;
+	while ((ret = stream_flush(&s)) == -EAGAIN && loops++ < 100000) {
+		struct pollfd pfd = {.fd = sv[0], .events = POLLOUT};
+		eagain++;
+		poll(&pfd, 1, 1000);
+	}
+	TAP_CHECK_EQ(ret, 0);
+	pthread_join(th, NULL);
+	TAP_CHECK(eagain > 0);
+	TAP_CHECK_EQ(k.len, want);
+	TAP_CHECK_MEM(k.buf, expect, want);
+	TAP_CHECK_EQ(done_count, NTX);
+	TAP_CHECK_EQ(done_status_bad, 0);
+	int order_bad = 0;
+	for (int i = 0; i < NTX; i++)
+		order_bad += done_order[i] != i;
+	TAP_CHECK_EQ(order_bad, 0);
+	TAP_CHECK_EQ(s.tx_bytes, want);
+	TAP_CHECK_EQ(s.tx_queued_bytes, 0);
+	TAP_CHECK(!stream_tx_pending(&s));
+	printf("# %d EAGAIN, %llu sendmsg for %d tx\n", eagain, (unsigned long long)s.tx_syscalls,
+	       NTX);
+	stream_fini(&s);
+	close(sv[1]);
+	free(k.buf);
+}
+
+static void test_fini_aborts_queued(void)
+{
+	static struct stream_tx tx[3];
+	static uint8_t b[8];
+	struct stream s;
+	int sv[2];
+
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, NULL), 0);
+	done_count = done_status_bad = 0;
+	for (int i = 0; i < 3; i++) {
+		tx[i] = (struct stream_tx){
+			.iovcnt = 1, .done = tx_done, .ctx = (void *)(intptr_t)i};
+		tx[i].iov[0] = (struct iovec){b, sizeof(b)};
+		stream_queue(&s, &tx[i]);
+	}
+	stream_fini(&s);
+	TAP_CHECK_EQ(done_count, 3);
+	TAP_CHECK_EQ(done_status_bad, 3);
+	TAP_CHECK_EQ(done_order[2], 2);
+	TAP_CHECK_EQ(fcntl(sv[0], F_GETFD), -1); /* fd closed by the stream */
+	close(sv[1]);
+}
+
+static void test_term_req_on_bad_pdu(void)
+{
+	struct owner o = {0};
+	struct stream s;
+	uint8_t bad[24] = {0x08, 0, 24, 0, 24, 0, 0, 0}, got[256];
+	int sv[2];
+
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	write_all(sv[1], bad, sizeof(bad));
+	TAP_CHECK_EQ(stream_recv(&s, 16), -EPROTO);
+	TAP_CHECK_EQ(s.err.fes, WIRE_FES_INVALID_HEADER_FIELD);
+	TAP_CHECK_EQ(s.err.fei, 0);
+	stream_send_term_req(&s);
+	size_t len = 0;
+	for (;;) {
+		wait_in(sv[1]);
+		ssize_t n = read(sv[1], got + len, sizeof(got) - len);
+		if (n <= 0)
+			break; /* EOF: the stream shut down its write side */
+		len += (size_t)n;
+	}
+	TAP_CHECK_EQ(len, 24 + 8);
+	TAP_CHECK_EQ(got[0], WIRE_PDU_C2H_TERM_REQ);
+	TAP_CHECK_EQ(le32_get(got + 4), 32);
+	TAP_CHECK_EQ(le16_get(got + 8), WIRE_FES_INVALID_HEADER_FIELD);
+	TAP_CHECK_EQ(le32_get(got + 10), 0);
+	TAP_CHECK_MEM(got + 24, bad, 8);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
+static void test_owner_error_passes_through(void)
+{
+	struct owner o = {.fail_with = -EPROTO};
+	struct stream s;
+	uint8_t buf[64];
+	int sv[2];
+
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	size_t len = pdu_build_r2t(buf, 1, 2, 0, 4096, &params_dgst);
+	write_all(sv[1], buf, len);
+	TAP_CHECK_EQ(stream_recv(&s, 16), -EPROTO);
+	TAP_CHECK_EQ(s.err.fes, WIRE_FES_DATA_OUT_OF_RANGE);
+	stream_send_term_req(&s);
+	uint8_t got[256];
+	wait_in(sv[1]);
+	ssize_t n = read(sv[1], got, sizeof(got));
+	/* H2CTermReq carrying the R2T header (HLEN 24 bytes, digest not included) */
+	TAP_CHECK_EQ(n, 48);
+	TAP_CHECK_EQ(got[0], WIRE_PDU_H2C_TERM_REQ);
+	TAP_CHECK_EQ(le16_get(got + 8), WIRE_FES_DATA_OUT_OF_RANGE);
+	TAP_CHECK_MEM(got + 24, buf, 24);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
+static void test_ic_sequence(void)
+{
+	struct owner o = {0};
+	struct stream s;
+	uint8_t buf[256];
+	int sv[2];
+
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, &o), 0);
+	size_t len = pdu_build_icreq(buf, 0, true, true, 0);
+	write_all(sv[1], buf, len);
+	TAP_CHECK_EQ(stream_recv(&s, 16), 1);
+	TAP_CHECK_EQ(s.rx.hdr.ch.pdu_type, WIRE_PDU_ICREQ);
+	stream_set_params(&s, &params_dgst);
+	write_all(sv[1], buf, len); /* a second ICReq */
+	TAP_CHECK_EQ(stream_recv(&s, 16), -EPROTO);
+	TAP_CHECK_EQ(s.err.fes, WIRE_FES_PDU_SEQUENCE);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
+int main(void)
+{
+	TAP_RUN(test_small_pdus_batched);
+	TAP_RUN(test_direct_placement);
+	TAP_RUN(test_partial_writes);
+	TAP_RUN(test_fini_aborts_queued);
+	TAP_RUN(test_term_req_on_bad_pdu);
+	TAP_RUN(test_owner_error_passes_through);
+	TAP_RUN(test_ic_sequence);
+	return tap_done();
+}

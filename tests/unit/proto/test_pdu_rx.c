@@ -1,0 +1,274 @@
+/* Unit tests for src/proto/pdu_rx.c: a stream of PDUs decoded whole and byte by byte, payload
+ * scattered over iovecs, padding, digests (good, bad, while discarding), direct placement,
+ * fatal errors and API misuse. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/le.h"
+#include "proto/crc32c.h"
+#include "proto/pdu.h"
+#include "tap.h"
+
+static const struct pdu_params params_dgst = {
+	.hdgst = true,
+	.ddgst = true,
+	.cpda = 3,
+	.hpda = 0,
+	.maxh2cdata = 131072,
+	.max_incapsule = 8192,
+	.ic_done = true,
+};
+
+static uint8_t wire[65536];
+static size_t wire_len;
+static uint8_t payload[3][5000];
+
+/* Append a data PDU built with the builders, its payload and data digest. */
+static void add_data_pdu(size_t hdr_len, const uint8_t *data, uint32_t len, bool ddgst)
+{
+	wire_len += hdr_len;
+	memcpy(wire + wire_len, data, len);
+	wire_len += len;
+	if (ddgst) {
+		pdu_ddgst_put(wire + wire_len, crc32c(data, len));
+		wire_len += 4;
+	}
+}
+
+static void build_stream(void)
+{
+	struct wire_sqe sqe = {.opc = 0x01, .cid = {5, 0}};
+
+	wire_len = 0;
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 5000; j++)
+			payload[i][j] = (uint8_t)(i * 31 + j * 7);
+	/* CapsuleCmd without data, CapsuleCmd with 1000 in-capsule bytes, H2CData 5000, TermReq */
+	wire_len += pdu_build_capsule_cmd(wire + wire_len, &sqe, 0, &params_dgst);
+	add_data_pdu(pdu_build_capsule_cmd(wire + wire_len, &sqe, 1000, &params_dgst), payload[0],
+		     1000, true);
+	add_data_pdu(pdu_build_h2c_data(wire + wire_len, 5, 1, 0, 5000, true, &params_dgst),
+		     payload[1], 5000, true);
+	struct pdu_err e = {.fes = 1, .fei = 2};
+	wire_len += pdu_build_term_req(wire + wire_len, WIRE_PDU_H2C_TERM_REQ, &e, payload[2], 40);
+}
+
+struct result {
+	int headers, pdus, errors;
+	uint8_t types[8];
+	bool ddgst_ok[8];
+	uint8_t got[3][5000];
+	struct pdu_err err;
+	size_t consumed;
+};
+
+/* Decode wire[0..len) in chunks of `chunk` bytes (0 = all at once). Data PDUs are scattered
+ * over three iovecs; discard_type's payload is skipped. */
+static void decode(struct result *r, const uint8_t *buf, size_t len, size_t chunk, int discard_type)
+{
+	struct pdu_rx rx;
+	size_t off = 0;
+
+	memset(r, 0, sizeof(*r));
+	pdu_rx_init(&rx, PDU_ROLE_CTRL, &params_dgst);
+	while (off < len || rx.state == PDU_RX_HEADER) {
+		size_t n = chunk ? MIN(chunk, len - off) : len - off;
+		enum pdu_ev ev;
+		size_t used = pdu_rx_feed(&rx, buf + off, n, &ev);
+
+		TAP_CHECK(used <= n);
+		off += used;
+		r->consumed += used;
+		if (ev == PDU_EV_ERROR) {
+			r->errors++;
+			r->err = rx.err;
+			return;
+		}
+		if (ev == PDU_EV_HEADER) {
+			int slot = r->headers < 3 ? r->headers : 2;
+			uint8_t *g = r->got[slot];
+			uint32_t dl = rx.data_len;
+			struct iovec iov[4] = {
+				{g, dl / 3},
+				{g + dl / 3, 0},
+				{g + dl / 3, dl / 3},
+				{g + 2 * (dl / 3), 5000},
+			};
+			r->types[r->headers++ & 7] = rx.hdr.ch.pdu_type;
+			if (dl) {
+				if (rx.hdr.ch.pdu_type == discard_type)
+					pdu_rx_discard(&rx);
+				else
+					TAP_CHECK_EQ(pdu_rx_set_dst(&rx, iov, 4), 0);
+			}
+		}
+		if (ev == PDU_EV_PDU) {
+			r->ddgst_ok[r->pdus & 7] = rx.ddgst_ok;
+			r->pdus++;
+		}
+		if (ev == PDU_EV_NONE && used == 0)
+			break;
+	}
+}
+
+static void test_stream_whole_and_bytewise(void)
+{
+	static struct result a, b, c;
+
+	build_stream();
+	decode(&a, wire, wire_len, 0, -1);
+	TAP_CHECK_EQ(a.headers, 4);
+	TAP_CHECK_EQ(a.pdus, 4);
+	TAP_CHECK_EQ(a.errors, 0);
+	TAP_CHECK_EQ(a.consumed, wire_len);
+	TAP_CHECK_EQ(a.types[1], WIRE_PDU_CAPSULE_CMD);
+	TAP_CHECK_EQ(a.types[2], WIRE_PDU_H2C_DATA);
+	TAP_CHECK_EQ(a.types[3], WIRE_PDU_H2C_TERM_REQ);
+	for (int i = 0; i < 4; i++)
+		TAP_CHECK(a.ddgst_ok[i]);
+	TAP_CHECK_MEM(a.got[1], payload[0], 1000);
+	TAP_CHECK_MEM(a.got[2], payload[2], 40); /* TermReq's header copy landed last */
+	decode(&b, wire, wire_len, 1, -1);
+	decode(&c, wire, wire_len, 7, -1);
+	TAP_CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	TAP_CHECK(memcmp(&a, &c, sizeof(a)) == 0);
+}
+
+static void test_h2c_payload_placed(void)
+{
+	static struct result a;
+
+	build_stream();
+	/* stop before the TermReq so slot 2 holds the H2CData payload */
+	decode(&a, wire, wire_len - 64, 13, -1);
+	TAP_CHECK_EQ(a.pdus, 3);
+	TAP_CHECK_MEM(a.got[2], payload[1], 5000);
+}
+
+static void test_data_digest_bad(void)
+{
+	static struct result a, b;
+
+	build_stream();
+	size_t at = 76 + 80 + 500; /* second PDU: header 76, PDO 80, payload */
+	wire[at] ^= 1;
+	decode(&a, wire, wire_len, 3, -1);
+	TAP_CHECK_EQ(a.errors, 0);
+	TAP_CHECK_EQ(a.pdus, 4);
+	TAP_CHECK(a.ddgst_ok[0]);
+	TAP_CHECK(!a.ddgst_ok[1]);
+	TAP_CHECK(a.ddgst_ok[2]);
+	/* the digest is also computed when the payload is discarded */
+	decode(&b, wire, wire_len, 5, WIRE_PDU_CAPSULE_CMD);
+	TAP_CHECK_EQ(b.pdus, 4);
+	TAP_CHECK(!b.ddgst_ok[1]);
+}
+
+static void test_header_digest_bad(void)
+{
+	static struct result a;
+
+	build_stream();
+	wire[76 + 10] ^= 0x80; /* inside the second CapsuleCmd's SQE */
+	decode(&a, wire, wire_len, 1, -1);
+	TAP_CHECK_EQ(a.pdus, 1);
+	TAP_CHECK_EQ(a.errors, 1);
+	TAP_CHECK_EQ(a.err.fes, WIRE_FES_HDGST);
+	TAP_CHECK_EQ(a.consumed, 76 + 76);
+}
+
+static void test_ch_error_sticky(void)
+{
+	struct pdu_rx rx;
+	enum pdu_ev ev;
+	uint8_t bad[8] = {0x08, 0, 24, 0, 24, 0, 0, 0};
+
+	pdu_rx_init(&rx, PDU_ROLE_CTRL, &params_dgst);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, bad, 5, &ev), 5);
+	TAP_CHECK_EQ(ev, PDU_EV_NONE);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, bad + 5, 3, &ev), 3);
+	TAP_CHECK_EQ(ev, PDU_EV_ERROR);
+	TAP_CHECK_EQ(rx.err.fes, WIRE_FES_INVALID_HEADER_FIELD);
+	TAP_CHECK_EQ(rx.err.fei, 0);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, bad, 8, &ev), 0);
+	TAP_CHECK_EQ(ev, PDU_EV_ERROR);
+	TAP_CHECK_EQ(rx.state, PDU_RX_ERROR);
+}
+
+static void test_direct_placement(void)
+{
+	struct pdu_rx rx;
+	enum pdu_ev ev;
+	uint8_t dst[5000];
+	struct iovec iov[2] = {{dst, 1000}, {dst + 1000, 4000}}, out[4];
+
+	build_stream();
+	size_t h2c = 76 + 80 + 1000 + 4; /* offset of the H2CData PDU */
+	size_t pdo = wire[h2c + 3];
+	pdu_rx_init(&rx, PDU_ROLE_CTRL, &params_dgst);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + h2c, pdo + 100, &ev), 28);
+	TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+	TAP_CHECK_EQ(rx.data_len, 5000);
+	TAP_CHECK_EQ(pdu_rx_data_iov(&rx, out, 4), 0); /* not in DATA yet */
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, iov, 2), 0);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + h2c + 28, pdo - 28 + 100, &ev), pdo - 28 + 100);
+	TAP_CHECK_EQ(ev, PDU_EV_NONE);
+	TAP_CHECK_EQ(pdu_rx_data_left(&rx), 4900);
+	int cnt = pdu_rx_data_iov(&rx, out, 4);
+	TAP_CHECK_EQ(cnt, 2);
+	TAP_CHECK(out[0].iov_base == dst + 100 && out[0].iov_len == 900);
+	TAP_CHECK(out[1].iov_base == dst + 1000 && out[1].iov_len == 4000);
+	TAP_CHECK_EQ(pdu_rx_data_iov(&rx, out, 1), 1);
+	/* "readv" the rest straight into place in two steps */
+	memcpy(dst + 100, wire + h2c + pdo + 100, 2000);
+	pdu_rx_data_landed(&rx, 2000);
+	memcpy(dst + 2100, wire + h2c + pdo + 2100, 2900);
+	pdu_rx_data_landed(&rx, 2900);
+	TAP_CHECK_EQ(pdu_rx_data_left(&rx), 0);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + h2c + pdo + 5000, 4, &ev), 4);
+	TAP_CHECK_EQ(ev, PDU_EV_PDU);
+	TAP_CHECK(rx.ddgst_ok);
+	TAP_CHECK_MEM(dst, payload[1], 5000);
+	TAP_CHECK_EQ(rx.pdus, 1);
+}
+
+static void test_set_dst_misuse(void)
+{
+	struct pdu_rx rx;
+	enum pdu_ev ev;
+	uint8_t dst[5000];
+	struct iovec small = {dst, 999}, many[PDU_RX_DST_MAX + 1];
+
+	build_stream();
+	pdu_rx_init(&rx, PDU_ROLE_CTRL, &params_dgst);
+	struct iovec ok = {dst, 1000};
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, &ok, 1), -EINVAL); /* no header yet */
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire, wire_len, &ev), 76);
+	TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, &ok, 1), -EINVAL); /* PDU has no data */
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + 76, wire_len, &ev), 0);
+	TAP_CHECK_EQ(ev, PDU_EV_PDU);
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + 76, wire_len, &ev), 76);
+	TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, &small, 1), -EINVAL);
+	for (int i = 0; i < PDU_RX_DST_MAX + 1; i++)
+		many[i] = ok;
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, many, PDU_RX_DST_MAX + 1), -EINVAL);
+	/* without a destination the decoder waits instead of consuming payload */
+	TAP_CHECK_EQ(pdu_rx_feed(&rx, wire + 152, wire_len, &ev), 0);
+	TAP_CHECK_EQ(ev, PDU_EV_NONE);
+	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, many, PDU_RX_DST_MAX), 0);
+}
+
+int main(void)
+{
+	TAP_RUN(test_stream_whole_and_bytewise);
+	TAP_RUN(test_h2c_payload_placed);
+	TAP_RUN(test_data_digest_bad);
+	TAP_RUN(test_header_digest_bad);
+	TAP_RUN(test_ch_error_sticky);
+	TAP_RUN(test_direct_placement);
+	TAP_RUN(test_set_dst_misuse);
+	return tap_done();
+}
