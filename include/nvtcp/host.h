@@ -44,16 +44,16 @@ struct nvtcp_ctrl_opts {
 /* What was negotiated and identified at connect time. */
 struct nvtcp_ctrl_info {
 	uint16_t cntlid;
-	uint32_t vs;		 /* NVMe version (major << 16 | minor << 8 | tertiary) */
-	uint64_t cap;		 /* CAP property */
-	uint32_t max_xfer;	 /* largest data transfer of one command in bytes (from MDTS) */
-	uint32_t incapsule_max;	 /* largest write sent in-capsule on I/O queues */
-	uint32_t maxh2cdata;	 /* from the admin queue's ICResp */
-	unsigned nr_io_queues;	 /* queues granted and connected */
-	unsigned queue_size;	 /* entries per I/O queue */
-	uint32_t kato_ms;	 /* 0 = no keep-alive */
-	uint32_t nn;		 /* number of namespaces (Identify NN) */
-	uint8_t cntrltype;	 /* 1 I/O, 2 discovery, 3 admin (0 = not reported) */
+	uint32_t vs;		/* NVMe version (major << 16 | minor << 8 | tertiary) */
+	uint64_t cap;		/* CAP property */
+	uint32_t max_xfer;	/* largest data transfer of one command in bytes (from MDTS) */
+	uint32_t incapsule_max; /* largest write sent in-capsule on I/O queues */
+	uint32_t maxh2cdata;	/* from the admin queue's ICResp */
+	unsigned nr_io_queues;	/* queues granted and connected */
+	unsigned queue_size;	/* entries per I/O queue */
+	uint32_t kato_ms;	/* 0 = no keep-alive */
+	uint32_t nn;		/* number of namespaces (Identify NN) */
+	uint8_t cntrltype;	/* 1 I/O, 2 discovery, 3 admin (0 = not reported) */
 	bool hdr_digest, data_digest;
 	char subnqn[257];
 	char hostnqn[257];
@@ -114,10 +114,10 @@ int nvtcp_identify_ns(struct nvtcp_ctrl *ctrl, uint32_t nsid, void *buf);
 
 /* Namespace geometry decoded from Identify Namespace. */
 struct nvtcp_ns_info {
-	uint64_t nsze;	    /* size in logical blocks */
+	uint64_t nsze; /* size in logical blocks */
 	uint64_t ncap;
-	uint32_t lba_size;  /* bytes per logical block */
-	uint16_t ms;	    /* metadata bytes per block */
+	uint32_t lba_size; /* bytes per logical block */
+	uint16_t ms;	   /* metadata bytes per block */
 };
 int nvtcp_ns_get_info(struct nvtcp_ctrl *ctrl, uint32_t nsid, struct nvtcp_ns_info *info);
 
@@ -175,8 +175,7 @@ struct nvtcp_io_queue *nvtcp_ctrl_io_queue(struct nvtcp_ctrl *ctrl, unsigned i);
  * in use (poll, then retry), -EINVAL, or -errno when the queue has failed (cb does not run).
  * Thread context: the queue's polling thread. */
 int nvtcp_submit_readv(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		       const struct iovec *iov, int iovcnt, unsigned flags, nvtcp_cb cb,
-		       void *arg);
+		       const struct iovec *iov, int iovcnt, unsigned flags, nvtcp_cb cb, void *arg);
 int nvtcp_submit_writev(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
 			const struct iovec *iov, int iovcnt, unsigned flags, nvtcp_cb cb,
 			void *arg);
@@ -186,16 +185,15 @@ int nvtcp_submit_write(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, u
 		       const void *buf, size_t len, unsigned flags, nvtcp_cb cb, void *arg);
 int nvtcp_submit_flush(struct nvtcp_io_queue *q, uint32_t nsid, nvtcp_cb cb, void *arg);
 /* Write Zeroes; deallocate asks the controller to deallocate the blocks too. */
-int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
-			      uint32_t nlb, bool deallocate, nvtcp_cb cb, void *arg);
+int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
+			      bool deallocate, nvtcp_cb cb, void *arg);
 
 /* Dataset Management range in wire layout (little-endian fields). Use
  * nvtcp_dsm_range_set() to fill one. */
 struct nvtcp_dsm_range {
 	uint8_t bytes[16];
 };
-void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, uint32_t nlb,
-			 uint32_t cattr);
+void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, uint32_t nlb, uint32_t cattr);
 /* Dataset Management (deallocate when attrs has NVTCP_DSM_DEALLOCATE) over nr (1..256)
  * ranges; the ranges array is the caller's until cb. */
 #define NVTCP_DSM_DEALLOCATE (1u << 2)

@@ -16,20 +16,30 @@ struct nvtcp_target_opts {
 	const char *config_path;   /* JSON config; NULL = built-in default */
 	const char *const *listen; /* "ADDR:PORT" / "[IPV6]:PORT"; replaces configured ports */
 	int nlisten;
-	unsigned cores;	 /* event loops (threads); 0 = 1 */
-	bool busy_poll;	 /* spin instead of sleeping in epoll */
-	int first_cpu;	 /* pin loop i to CPU first_cpu + i; -1 = no pinning */
+	unsigned cores; /* event loops (threads); 0 = 1 */
+	bool busy_poll; /* spin instead of sleeping in epoll */
+	int first_cpu;	/* pin loop i to CPU first_cpu + i; -1 = no pinning */
 };
 
 /* Build a target: load config, open backends, bind listeners. Returns 0, or -errno with a
  * human-readable message in err. */
-int nvtcp_target_create(const struct nvtcp_target_opts *opts, struct nvtcp_target **out,
-			char *err, size_t errlen);
+int nvtcp_target_create(const struct nvtcp_target_opts *opts, struct nvtcp_target **out, char *err,
+			size_t errlen);
 /* Run the event loops on the calling thread plus cores-1 more; returns after
  * nvtcp_target_stop once every connection is closed. Returns 0 or -errno. */
 int nvtcp_target_run(struct nvtcp_target *t);
 /* Async-signal-safe: ask nvtcp_target_run to return. */
 void nvtcp_target_stop(struct nvtcp_target *t);
+/* Listener i (0-based, after nvtcp_target_create): numeric address into addr and the port
+ * number into *port. Returns 0, or -ENOENT past the last listener. */
+int nvtcp_target_listener(const struct nvtcp_target *t, unsigned i, char *addr, size_t addrlen,
+			  unsigned *port);
+/* NQN of NVM subsystem i (the discovery subsystem is not counted), or NULL past the last.
+ * The string lives as long as the target. */
+const char *nvtcp_target_subsystem_nqn(const struct nvtcp_target *t, unsigned i);
+/* Set the library's log threshold: "error", "warn", "info" or "debug" (default info, or the
+ * NVTCP_LOG environment variable). Returns 0 or -EINVAL. */
+int nvtcp_target_set_log_level(const char *level);
 /* Close backends (flushing file data) and free everything. */
 void nvtcp_target_destroy(struct nvtcp_target *t);
 

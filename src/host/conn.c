@@ -182,8 +182,7 @@ static void host_h2c_pump(struct host_req *req)
 				&c->params);
 	tx->iov[0].iov_base = req->data_hdr;
 	tx->iov[0].iov_len = hl;
-	n = host_iov_slice(req->iov, req->iovcnt, req->h2c_sent, chunk, &tx->iov[1],
-			   NVTCP_IOV_MAX);
+	n = host_iov_slice(req->iov, req->iovcnt, req->h2c_sent, chunk, &tx->iov[1], NVTCP_IOV_MAX);
 	if (n < 0) { /* cannot happen: the R2T range was checked against data_len */
 		host_conn_fail(c, -EIO);
 		return;
@@ -498,6 +497,9 @@ static const struct stream_cbs host_stream_cbs = {
 static void host_conn_recv_error(struct host_conn *c, int r)
 {
 	if (r == -EPROTO) {
+		log_warn("%s: rejecting controller PDU (%s): H2CTermReq FES %#x FEI %u", c->name,
+			 pdu_type_name(c->stream.rx.hdr.ch.pdu_type), c->stream.err.fes,
+			 c->stream.err.fei);
 		c->term_pending = true;
 		host_conn_fail(c, -EPROTO);
 	} else if (r == -ECONNRESET) {
@@ -726,8 +728,7 @@ static int host_dial_one(const struct addrinfo *ai, int timeout_ms)
 	int fd, one = 1, soerr = 0, r;
 	socklen_t sl = sizeof(soerr);
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    ai->ai_protocol);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -47,7 +47,7 @@ struct host_req {
 	bool incapsule; /* write data sent in the capsule */
 	bool resp_done; /* CapsuleResp (or C2HData SUCCESS) received */
 	bool r2t_active;
-	bool data_busy;	/* data_tx is the stream's */
+	bool data_busy; /* data_tx is the stream's */
 	unsigned sends; /* stream_tx of this request still owned by the stream */
 	/* caller's data buffer (borrowed until the callback) */
 	struct iovec iov[NVTCP_IOV_MAX];
@@ -73,13 +73,13 @@ struct host_conn {
 	struct stream stream;
 	bool stream_live;
 	bool in_poll;
-	int err;		/* first fatal error (-errno) */
-	bool term_pending;	/* send an H2CTermReq from stream.err before closing */
+	int err;	   /* first fatal error (-errno) */
+	bool term_pending; /* send an H2CTermReq from stream.err before closing */
 	struct pdu_params params;
 	uint8_t icreq_buf[sizeof(union wire_pdu)] __attribute__((aligned(8)));
 	struct stream_tx icreq_tx;
-	struct host_req *reqs;	/* nr_slots entries */
-	uint16_t *free_cids;	/* stack of free slots */
+	struct host_req *reqs; /* nr_slots entries */
+	uint16_t *free_cids;   /* stack of free slots */
 	unsigned nr_free;
 	unsigned outstanding;
 	uint64_t completions;

@@ -369,8 +369,8 @@ static int ctrl_identify_setup(struct nvtcp_ctrl *ctrl, char *err, size_t errlen
 	return 0;
 }
 
-static int ctrl_set_nr_queues(struct nvtcp_ctrl *ctrl, unsigned want, unsigned *granted,
-			      char *err, size_t errlen)
+static int ctrl_set_nr_queues(struct nvtcp_ctrl *ctrl, unsigned want, unsigned *granted, char *err,
+			      size_t errlen)
 {
 	struct wire_sqe sqe = {.opc = NVME_ADMIN_SET_FEATURES};
 	struct nvtcp_cpl cpl;
@@ -399,8 +399,8 @@ static void ctrl_free(struct nvtcp_ctrl *ctrl)
 	free(ctrl);
 }
 
-NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct nvtcp_ctrl **out, char *err,
-		       size_t errlen)
+NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct nvtcp_ctrl **out,
+				    char *err, size_t errlen)
 {
 	struct nvtcp_ctrl *ctrl;
 	unsigned qsize, granted = 0;
@@ -442,8 +442,8 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->info.hdr_digest = opts->hdr_digest;
 	ctrl->info.data_digest = opts->data_digest;
 	ctrl->disable_sqflow = opts->disable_sqflow;
-	ctrl->timeout_ms = opts->connect_timeout_ms ? (int)opts->connect_timeout_ms
-						    : CTRL_DEFAULT_TIMEOUT;
+	ctrl->timeout_ms =
+		opts->connect_timeout_ms ? (int)opts->connect_timeout_ms : CTRL_DEFAULT_TIMEOUT;
 	ctrl->io_timeout_ms = MAX(ctrl->timeout_ms, CTRL_IO_TIMEOUT_MIN);
 	ctrl->info.kato_ms = opts->kato_ms ? opts->kato_ms : CTRL_DEFAULT_KATO;
 
@@ -546,7 +546,8 @@ NVTCP_EXPORT int nvtcp_identify_ns(struct nvtcp_ctrl *ctrl, uint32_t nsid, void 
 	return nvtcp_identify(ctrl, NVME_CNS_NS, nsid, buf);
 }
 
-NVTCP_EXPORT int nvtcp_ns_get_info(struct nvtcp_ctrl *ctrl, uint32_t nsid, struct nvtcp_ns_info *info)
+NVTCP_EXPORT int nvtcp_ns_get_info(struct nvtcp_ctrl *ctrl, uint32_t nsid,
+				   struct nvtcp_ns_info *info)
 {
 	struct nvme_id_ns *ns = malloc(sizeof(*ns));
 	unsigned fmt;
@@ -573,8 +574,8 @@ NVTCP_EXPORT int nvtcp_ns_get_info(struct nvtcp_ctrl *ctrl, uint32_t nsid, struc
 	return r;
 }
 
-NVTCP_EXPORT int nvtcp_get_log_page(struct nvtcp_ctrl *ctrl, uint32_t nsid, uint8_t lid, uint8_t lsp,
-		       uint64_t off, void *buf, size_t len)
+NVTCP_EXPORT int nvtcp_get_log_page(struct nvtcp_ctrl *ctrl, uint32_t nsid, uint8_t lid,
+				    uint8_t lsp, uint64_t off, void *buf, size_t len)
 {
 	size_t done = 0;
 	uint32_t chunk_max = ctrl->info.max_xfer & ~3u;
@@ -601,8 +602,8 @@ NVTCP_EXPORT int nvtcp_get_log_page(struct nvtcp_ctrl *ctrl, uint32_t nsid, uint
 	return 0;
 }
 
-NVTCP_EXPORT int nvtcp_get_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32_t nsid, uint32_t cdw11,
-		       void *buf, size_t len, uint32_t *dw0)
+NVTCP_EXPORT int nvtcp_get_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32_t nsid,
+				    uint32_t cdw11, void *buf, size_t len, uint32_t *dw0)
 {
 	struct wire_sqe sqe = {.opc = NVME_ADMIN_GET_FEATURES};
 	struct nvtcp_cpl cpl = {0};
@@ -617,8 +618,9 @@ NVTCP_EXPORT int nvtcp_get_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32
 	return r;
 }
 
-NVTCP_EXPORT int nvtcp_set_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32_t nsid, uint32_t cdw11,
-		       uint32_t cdw12, bool save, const void *buf, size_t len, uint32_t *dw0)
+NVTCP_EXPORT int nvtcp_set_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32_t nsid,
+				    uint32_t cdw11, uint32_t cdw12, bool save, const void *buf,
+				    size_t len, uint32_t *dw0)
 {
 	struct wire_sqe sqe = {.opc = NVME_ADMIN_SET_FEATURES};
 	struct nvtcp_cpl cpl = {0};
@@ -634,8 +636,8 @@ NVTCP_EXPORT int nvtcp_set_features(struct nvtcp_ctrl *ctrl, uint8_t fid, uint32
 	return r;
 }
 
-NVTCP_EXPORT int nvtcp_admin_passthru(struct nvtcp_ctrl *ctrl, const uint8_t sqe_bytes[64], void *buf,
-			 size_t len, bool write, struct nvtcp_cpl *cpl)
+NVTCP_EXPORT int nvtcp_admin_passthru(struct nvtcp_ctrl *ctrl, const uint8_t sqe_bytes[64],
+				      void *buf, size_t len, bool write, struct nvtcp_cpl *cpl)
 {
 	struct wire_sqe sqe;
 
@@ -674,8 +676,9 @@ static void ctrl_disc_decode(const struct nvme_disc_log_entry *e, struct nvtcp_d
 	ctrl_disc_copy(d->subnqn, sizeof(d->subnqn), e->subnqn, sizeof(e->subnqn));
 }
 
-NVTCP_EXPORT int nvtcp_discover(const struct nvtcp_ctrl_opts *opts, struct nvtcp_disc_entry **entries,
-		   size_t *count, uint64_t *genctr, char *err, size_t errlen)
+NVTCP_EXPORT int nvtcp_discover(const struct nvtcp_ctrl_opts *opts,
+				struct nvtcp_disc_entry **entries, size_t *count, uint64_t *genctr,
+				char *err, size_t errlen)
 {
 	struct nvtcp_ctrl_opts o = *opts;
 	struct nvme_disc_log_hdr *hdr = NULL;
@@ -777,30 +780,32 @@ static int ioq_submit_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, u
 	return host_conn_submit(q->conn, &sqe, iov, iovcnt, opc == NVME_IO_WRITE, cb, arg);
 }
 
-NVTCP_EXPORT int nvtcp_submit_readv(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		       const struct iovec *iov, int iovcnt, unsigned flags, nvtcp_cb cb,
-		       void *arg)
+NVTCP_EXPORT int nvtcp_submit_readv(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
+				    uint32_t nlb, const struct iovec *iov, int iovcnt,
+				    unsigned flags, nvtcp_cb cb, void *arg)
 {
 	return ioq_submit_rw(q, NVME_IO_READ, nsid, slba, nlb, iov, iovcnt, flags, cb, arg);
 }
 
-NVTCP_EXPORT int nvtcp_submit_writev(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-			const struct iovec *iov, int iovcnt, unsigned flags, nvtcp_cb cb,
-			void *arg)
+NVTCP_EXPORT int nvtcp_submit_writev(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
+				     uint32_t nlb, const struct iovec *iov, int iovcnt,
+				     unsigned flags, nvtcp_cb cb, void *arg)
 {
 	return ioq_submit_rw(q, NVME_IO_WRITE, nsid, slba, nlb, iov, iovcnt, flags, cb, arg);
 }
 
-NVTCP_EXPORT int nvtcp_submit_read(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		      void *buf, size_t len, unsigned flags, nvtcp_cb cb, void *arg)
+NVTCP_EXPORT int nvtcp_submit_read(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
+				   uint32_t nlb, void *buf, size_t len, unsigned flags, nvtcp_cb cb,
+				   void *arg)
 {
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 
 	return ioq_submit_rw(q, NVME_IO_READ, nsid, slba, nlb, &iov, 1, flags, cb, arg);
 }
 
-NVTCP_EXPORT int nvtcp_submit_write(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		       const void *buf, size_t len, unsigned flags, nvtcp_cb cb, void *arg)
+NVTCP_EXPORT int nvtcp_submit_write(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
+				    uint32_t nlb, const void *buf, size_t len, unsigned flags,
+				    nvtcp_cb cb, void *arg)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
@@ -816,7 +821,7 @@ NVTCP_EXPORT int nvtcp_submit_flush(struct nvtcp_io_queue *q, uint32_t nsid, nvt
 }
 
 NVTCP_EXPORT int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
-			      uint32_t nlb, bool deallocate, nvtcp_cb cb, void *arg)
+					   uint32_t nlb, bool deallocate, nvtcp_cb cb, void *arg)
 {
 	struct wire_sqe sqe = {.opc = NVME_IO_WRITE_ZEROES};
 
@@ -828,7 +833,8 @@ NVTCP_EXPORT int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t ns
 	return host_conn_submit(q->conn, &sqe, NULL, 0, false, cb, arg);
 }
 
-NVTCP_EXPORT void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, uint32_t nlb, uint32_t cattr)
+NVTCP_EXPORT void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, uint32_t nlb,
+				      uint32_t cattr)
 {
 	struct nvme_dsm_range *w = (struct nvme_dsm_range *)r->bytes;
 
@@ -837,8 +843,9 @@ NVTCP_EXPORT void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, 
 	le64_put(w->slba, slba);
 }
 
-NVTCP_EXPORT int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid, const struct nvtcp_dsm_range *r,
-		     unsigned nr, uint32_t attrs, nvtcp_cb cb, void *arg)
+NVTCP_EXPORT int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid,
+				  const struct nvtcp_dsm_range *r, unsigned nr, uint32_t attrs,
+				  nvtcp_cb cb, void *arg)
 {
 	struct wire_sqe sqe = {.opc = NVME_IO_DSM};
 	struct iovec iov = {.iov_base = (void *)r, .iov_len = nr * sizeof(*r)};
@@ -944,14 +951,14 @@ static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, ui
 	return 0;
 }
 
-NVTCP_EXPORT int nvtcp_read(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb, void *buf,
-	       size_t len)
+NVTCP_EXPORT int nvtcp_read(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
+			    void *buf, size_t len)
 {
 	return ctrl_sync_rw(q, NVME_IO_READ, nsid, slba, nlb, buf, len, 0);
 }
 
 NVTCP_EXPORT int nvtcp_write(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,
-		const void *buf, size_t len, unsigned flags)
+			     const void *buf, size_t len, unsigned flags)
 {
 	return ctrl_sync_rw(q, NVME_IO_WRITE, nsid, slba, nlb, (void *)buf, len, flags);
 }

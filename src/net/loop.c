@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOOP_EVENTS_MAX	   64
-#define LOOP_DEFER_PASSES  4 /* work deferred by deferred work runs this many times per turn */
+#define LOOP_EVENTS_MAX	      64
+#define LOOP_DEFER_PASSES     4 /* work deferred by deferred work runs this many times per turn */
 #define LOOP_FD_DATA(fd, gen) ((uint64_t)(uint32_t)(fd) | (uint64_t)(gen) << 32)
 
 /* Registration of one fd; indexed by fd number. gen tells a stale epoll event (fd deleted, or
@@ -86,8 +86,7 @@ static void loop_run_posts(struct loop *l)
 		list_init(&l->posts);
 	}
 	pthread_mutex_unlock(&l->post_lock);
-	list_for_each_safe(pos, tmp, &local)
-	{
+	list_for_each_safe (pos, tmp, &local) {
 		struct loop_msg *m = list_entry(pos, struct loop_msg, entry);
 
 		list_del(&m->entry);
@@ -151,8 +150,7 @@ void loop_destroy(struct loop *l)
 	if (!l)
 		return;
 	/* posts never run: free their messages (their args are the poster's problem) */
-	list_for_each_safe(pos, tmp, &l->posts)
-	{
+	list_for_each_safe (pos, tmp, &l->posts) {
 		list_del(pos);
 		free(list_entry(pos, struct loop_msg, entry));
 	}

@@ -183,6 +183,10 @@ static ssize_t stream_read(struct stream *s)
 	iov[cnt].iov_base = s->ring + s->ring_tail;
 	iov[cnt].iov_len = s->ring_size - s->ring_tail;
 	cnt++;
+	/* stream_process drains the ring unless stopped, so this is our bug: a zero-length read
+	 * would look like EOF. */
+	if (direct == 0 && iov[0].iov_len == 0)
+		return -ENOBUFS;
 
 	n = s->io->readv(s, iov, cnt);
 	s->rx_syscalls++;

@@ -2,6 +2,7 @@
  * namespaces), Get/Set Features, Keep Alive, Asynchronous Event Request, Abort.
  * Layer: target (core). Runs on the admin queue's thread. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,7 @@ static bool admin_subsys_has_vwc(struct tgt_subsys *s)
 {
 	struct list_head *p;
 
-	list_for_each(p, &s->namespaces) {
+	list_for_each (p, &s->namespaces) {
 		struct tgt_ns *ns = list_entry(p, struct tgt_ns, entry);
 
 		if (ns->backend && nvtcp_backend_has_volatile_cache(ns->backend))
@@ -150,7 +151,7 @@ static void admin_identify_active_list(struct tgt_req *req)
 		admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_NS));
 		return;
 	}
-	list_for_each(p, &s->namespaces) {
+	list_for_each (p, &s->namespaces) {
 		struct tgt_ns *ns = list_entry(p, struct tgt_ns, entry);
 
 		if (ns->nsid > start && n < sizeof(list) / 4)
@@ -290,7 +291,8 @@ static void admin_log_smart(struct tgt_req *req)
 	if (nsid == 0 || nsid == NVME_NSID_ALL) {
 		struct list_head *p;
 
-		list_for_each(p, &s->namespaces) admin_stats_add(&sum, list_entry(p, struct tgt_ns, entry));
+		list_for_each (p, &s->namespaces)
+			admin_stats_add(&sum, list_entry(p, struct tgt_ns, entry));
 	} else {
 		struct tgt_ns *ns = tgt_subsys_ns(s, nsid);
 

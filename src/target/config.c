@@ -65,14 +65,23 @@ static int cfg_check_keys(struct cfg *c, json_object *obj, const char *path,
 				 a == allowed ? "" : ", ", *a);
 		}
 		if (!ok)
-			return cfg_err(c, path, "unknown key \"%s\" (expected one of: %s)", key, list);
+			return cfg_err(c, path, "unknown key \"%s\" (expected one of: %s)", key,
+				       list);
 	}
 	return 0;
 }
 
+/* Paths are for messages: a path cut at CFG_PATH_MAX is still useful, so truncation is fine
+ * (the result is checked only to say so to the compiler). */
+#define cfg_fmt(buf, ...)                                                     \
+	do {                                                                  \
+		if (snprintf(buf, CFG_PATH_MAX, __VA_ARGS__) >= CFG_PATH_MAX) \
+			(buf)[CFG_PATH_MAX - 1] = '\0';                       \
+	} while (0)
+
 static void cfg_path(char *out, const char *base, const char *key)
 {
-	snprintf(out, CFG_PATH_MAX, "%s%s%s", base, base[0] ? "." : "", key);
+	cfg_fmt(out, "%s%s%s", base, base[0] ? "." : "", key);
 }
 
 /* Member key of obj: 0 and *out, 1 if absent, < 0 on the wrong type. */
@@ -112,8 +121,7 @@ static int cfg_string(struct cfg *c, json_object *obj, const char *path, const c
 	return 0;
 }
 
-static int cfg_bool(struct cfg *c, json_object *obj, const char *path, const char *key,
-		    bool *out)
+static int cfg_bool(struct cfg *c, json_object *obj, const char *path, const char *key, bool *out)
 {
 	json_object *v;
 	int ret = cfg_member(c, obj, path, key, json_type_boolean, "true or false", &v);
@@ -175,12 +183,33 @@ static int cfg_size(struct cfg *c, json_object *obj, const char *path, const cha
 	if (errno)
 		return cfg_err(c, p, "%s", expected);
 	switch (*end) {
-	case 'K': case 'k': mult = 1ull << 10; end++; break;
-	case 'M': case 'm': mult = 1ull << 20; end++; break;
-	case 'G': case 'g': mult = 1ull << 30; end++; break;
-	case 'T': case 't': mult = 1ull << 40; end++; break;
-	case 'P': case 'p': mult = 1ull << 50; end++; break;
-	default: break;
+	case 'K':
+	case 'k':
+		mult = 1ull << 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		mult = 1ull << 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		mult = 1ull << 30;
+		end++;
+		break;
+	case 'T':
+	case 't':
+		mult = 1ull << 40;
+		end++;
+		break;
+	case 'P':
+	case 'p':
+		mult = 1ull << 50;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (mult > 1 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
 		end += strlen(end);
@@ -241,8 +270,8 @@ static bool cfg_ascii(const char *s)
 
 static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, const char *path)
 {
-	static const char *const keys[] = {"nsid", "backend", "path", "size", "block_size",
-					   "readonly", "nguid", "uuid", "eui64", NULL};
+	static const char *const keys[] = {"nsid",     "backend", "path", "size",  "block_size",
+					   "readonly", "nguid",	  "uuid", "eui64", NULL};
 	struct nvtcp_backend_conf conf = {0};
 	struct nvtcp_backend *be = NULL;
 	const char *type_name, *file = NULL, *id;
@@ -267,7 +296,8 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 		return ret;
 	if (nvtcp_backend_type_parse(type_name, &conf.type) < 0) {
 		cfg_path(p, path, "backend");
-		return cfg_err(c, p, "unknown backend \"%s\" (expected memory, file, block or null)",
+		return cfg_err(c, p,
+			       "unknown backend \"%s\" (expected memory, file, block or null)",
 			       type_name);
 	}
 	if ((ret = cfg_string(c, obj, path, "path", false, &file)) < 0)
@@ -297,7 +327,8 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 	}
 	if (size && size % (bs ? bs : 512)) {
 		cfg_path(p, path, "size");
-		return cfg_err(c, p, "%" PRIu64 " bytes is not a multiple of the block size %" PRIu64,
+		return cfg_err(c, p,
+			       "%" PRIu64 " bytes is not a multiple of the block size %" PRIu64,
 			       size, bs ? bs : 512);
 	}
 	if ((ret = cfg_bool(c, obj, path, "readonly", &readonly)) < 0)
@@ -315,8 +346,9 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 	if (ret == 0) {
 		cfg_path(p, path, "uuid");
 		if (cfg_hex(id, uuid, 16, true) < 0)
-			return cfg_err(c, p, "expected a UUID like "
-					     "\"0f7c1e2a-8d3b-4c5e-9a6f-112233445566\"");
+			return cfg_err(c, p,
+				       "expected a UUID like "
+				       "\"0f7c1e2a-8d3b-4c5e-9a6f-112233445566\"");
 		has_uuid = true;
 	}
 	if ((ret = cfg_string(c, obj, path, "eui64", false, &id)) < 0)
@@ -367,10 +399,11 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 		json_object *h = json_object_array_get_idx(arr, i);
 		char p[CFG_PATH_MAX], pn[CFG_PATH_MAX];
 		struct tgt_host *host;
+		struct list_head *pos;
 		const char *nqn;
 		int ret;
 
-		snprintf(p, sizeof(p), "%s[%zu]", path, i);
+		cfg_fmt(p, "%s[%zu]", path, i);
 		if (!json_object_is_type(h, json_type_object))
 			return cfg_err(c, p, "expected an object like {\"nqn\": \"nqn....\"}");
 		if ((ret = cfg_check_keys(c, h, p, keys)) < 0)
@@ -379,10 +412,14 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 			return ret;
 		cfg_path(pn, p, "nqn");
 		if (!cfg_nqn_valid(nqn))
-			return cfg_err(c, pn, "\"%s\" is not an NQN (\"nqn.\" followed by at most "
-					      "219 printable characters)", nqn);
-		if (tgt_subsys_host_allowed(s, nqn) && !s->allow_any_host)
-			return cfg_err(c, pn, "duplicate host \"%s\"", nqn);
+			return cfg_err(c, pn,
+				       "\"%s\" is not an NQN (\"nqn.\" followed by at most "
+				       "219 printable characters)",
+				       nqn);
+		list_for_each (pos, &s->hosts) {
+			if (strcmp(list_entry(pos, struct tgt_host, entry)->nqn, nqn) == 0)
+				return cfg_err(c, pn, "duplicate host \"%s\"", nqn);
+		}
 		host = calloc(1, sizeof(*host));
 		if (!host)
 			return cfg_err(c, p, "out of memory");
@@ -394,8 +431,8 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 
 static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 {
-	static const char *const keys[] = {"nqn",	     "serial", "model", "allow_any_host",
-					   "hosts",	     "namespaces", NULL};
+	static const char *const keys[] = {"nqn",   "serial",	  "model", "allow_any_host",
+					   "hosts", "namespaces", NULL};
 	const char *nqn, *serial = NULL, *model = NULL;
 	json_object *hosts = NULL, *nss = NULL;
 	struct tgt_subsys *s;
@@ -411,8 +448,10 @@ static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 		return ret;
 	cfg_path(p, path, "nqn");
 	if (!cfg_nqn_valid(nqn))
-		return cfg_err(c, p, "\"%s\" is not an NQN (\"nqn.\" followed by at most 219 "
-				     "printable characters)", nqn);
+		return cfg_err(c, p,
+			       "\"%s\" is not an NQN (\"nqn.\" followed by at most 219 "
+			       "printable characters)",
+			       nqn);
 	if (strcmp(nqn, NVME_DISCOVERY_NQN) == 0)
 		return cfg_err(c, p, "the discovery subsystem is built in");
 	if (tgt_subsys_find(c->t, nqn))
@@ -434,8 +473,9 @@ static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 	if ((ret = cfg_member(c, obj, path, "namespaces", json_type_array, "an array", &nss)) < 0)
 		return ret;
 	if (!any && (!hosts || json_object_array_length(hosts) == 0))
-		return cfg_err(c, path, "no host may connect: set \"allow_any_host\": true or list "
-					"\"hosts\"");
+		return cfg_err(c, path,
+			       "no host may connect: set \"allow_any_host\": true or list "
+			       "\"hosts\"");
 
 	s = tgt_subsys_alloc(nqn);
 	if (!s)
@@ -463,7 +503,7 @@ static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 		size_t n = json_object_array_length(nss);
 
 		for (size_t i = 0; i < n; i++) {
-			snprintf(p, sizeof(p), "%s.namespaces[%zu]", path, i);
+			cfg_fmt(p, "%s.namespaces[%zu]", path, i);
 			if ((ret = cfg_namespace(c, s, json_object_array_get_idx(nss, i), p)) < 0)
 				return ret;
 		}
@@ -525,7 +565,7 @@ static int cfg_array(struct cfg *c, json_object *root, const char *key,
 	for (size_t i = 0, n = json_object_array_length(arr); i < n; i++) {
 		char p[CFG_PATH_MAX];
 
-		snprintf(p, sizeof(p), "%s[%zu]", key, i);
+		cfg_fmt(p, "%s[%zu]", key, i);
 		if ((ret = fn(c, json_object_array_get_idx(arr, i), p)) < 0)
 			return ret;
 	}
@@ -536,8 +576,8 @@ int tgt_config_parse(struct tgt *t, const char *name, const char *buf, size_t le
 		     bool open_backends, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"ports", "subsystems", NULL};
-	struct cfg c = {.t = t, .name = name, .open_backends = open_backends, .err = err,
-			.errlen = errlen};
+	struct cfg c = {
+		.t = t, .name = name, .open_backends = open_backends, .err = err, .errlen = errlen};
 	struct json_tokener *tok;
 	enum json_tokener_error jerr;
 	json_object *root;
@@ -550,8 +590,7 @@ int tgt_config_parse(struct tgt *t, const char *name, const char *buf, size_t le
 		return cfg_err(&c, "", "out of memory");
 	root = json_tokener_parse_ex(tok, buf, (int)len);
 	jerr = json_tokener_get_error(tok);
-	if (!root || jerr != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) < len) {
+	if (!root || jerr != json_tokener_success || json_tokener_get_parse_end(tok) < len) {
 		size_t end = MIN(json_tokener_get_parse_end(tok), len), line = 1, col = 1;
 		bool trailing = root && jerr == json_tokener_success;
 
@@ -572,7 +611,7 @@ int tgt_config_parse(struct tgt *t, const char *name, const char *buf, size_t le
 			return cfg_err(&c, "", "line %zu: unexpected end of JSON", line);
 		return cfg_err(&c, "", "line %zu, column %zu: invalid JSON: %s", line, col,
 			       trailing ? "text after the document"
-				        : json_tokener_error_desc(jerr));
+					: json_tokener_error_desc(jerr));
 	}
 parsed:
 	json_tokener_free(tok);

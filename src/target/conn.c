@@ -24,12 +24,12 @@
 #include "../net/stream.h"
 #include "../proto/crc32c.h"
 
-#define TGT_CONN_RX_BUDGET   64		/* PDUs per connection per loop turn */
-#define TGT_CONN_C2H_MAX     (128 * 1024) /* largest C2HData we send */
-#define TGT_CREQ_TX_MAX	     (TGT_MAX_XFER / TGT_CONN_C2H_MAX + 1) /* C2HData PDUs + CapsuleResp */
-#define TGT_CREQ_TX_RESP     (TGT_CREQ_TX_MAX - 1)
-#define TGT_CONN_MAX_BLOCKS  8
-#define TGT_CONN_MAXR2T_CAP  TGT_MAX_QUEUE_DEPTH /* more outstanding R2Ts than slots is moot */
+#define TGT_CONN_RX_BUDGET  64		 /* PDUs per connection per loop turn */
+#define TGT_CONN_C2H_MAX    (128 * 1024) /* largest C2HData we send */
+#define TGT_CREQ_TX_MAX	    (TGT_MAX_XFER / TGT_CONN_C2H_MAX + 1) /* C2HData PDUs + CapsuleResp */
+#define TGT_CREQ_TX_RESP    (TGT_CREQ_TX_MAX - 1)
+#define TGT_CONN_MAX_BLOCKS 8
+#define TGT_CONN_MAXR2T_CAP TGT_MAX_QUEUE_DEPTH /* more outstanding R2Ts than slots is moot */
 
 _Static_assert(TGT_MAX_XFER % TGT_CONN_C2H_MAX == 0, "C2HData split");
 _Static_assert(TGT_CONN_C2H_MAX <= TGT_MAXH2CDATA, "one PDU size for both directions");
@@ -89,7 +89,7 @@ struct tgt_conn {
 	struct tgt_creq *blocks[TGT_CONN_MAX_BLOCKS];
 	unsigned nr_blocks;
 	struct list_head free_reqs;
-	unsigned nr_core;     /* requests in TGT_CREQ_EXEC */
+	unsigned nr_core;	 /* requests in TGT_CREQ_EXEC */
 	struct tgt_creq *rx_req; /* request whose data the PDU being received carries */
 
 	/* R2T flow control */
@@ -107,7 +107,6 @@ struct tgt_conn {
 	bool fd_registered;
 	bool want_out;	/* EPOLLOUT registered: the socket was full */
 	bool rx_paused; /* too much queued to send: not reading commands */
-	bool named;	/* queue.name carries the qid */
 	uint8_t icresp[sizeof(struct wire_icresp)];
 	struct stream_tx icresp_tx;
 	struct list_head entry; /* in ct->conns */
@@ -402,20 +401,14 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 		tgt_creq_try_free(r);
 		return;
 	}
-	if (!c->named && c->queue.connected) {
-		size_t l = strlen(c->queue.name);
-
-		snprintf(c->queue.name + l, sizeof(c->queue.name) - l, " q%u", c->queue.qid);
-		c->named = true;
-	}
 	if (req->xfer == TGT_XFER_FROM_CTRL && le16_get(req->cqe.status) == 0 &&
 	    req->data_len > 0 && r->nchunks > 0 && tgt_creq_send_data(r)) {
 		tgt_creq_try_free(r);
 		return;
 	}
 	tx->iov[0].iov_base = r->hdr[TGT_CREQ_TX_RESP];
-	tx->iov[0].iov_len = pdu_build_capsule_resp(r->hdr[TGT_CREQ_TX_RESP], &req->cqe,
-						    &c->params);
+	tx->iov[0].iov_len =
+		pdu_build_capsule_resp(r->hdr[TGT_CREQ_TX_RESP], &req->cqe, &c->params);
 	tx->iovcnt = 1;
 	log_debug("%s: CapsuleResp cid %u status %#x", tgt_conn_name(c), le16_get(req->cqe.cid),
 		  le16_get(req->cqe.status));
@@ -508,8 +501,8 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 		  le16_get(r->req.sqe.cid), r->req.sqe.opc, r->ttag, incap);
 
 	/* Admin and Fabrics commands may carry 8 KiB in-capsule whatever IOCCSZ says */
-	max_incap = c->queue.connected && c->queue.qid != 0 ? TGT_INCAPSULE_IO
-							   : TGT_INCAPSULE_ADMIN;
+	max_incap =
+		c->queue.connected && c->queue.qid != 0 ? TGT_INCAPSULE_IO : TGT_INCAPSULE_ADMIN;
 	st = tgt_req_parse_sgl(&r->req, incap, max_incap);
 	if (st) {
 		r->xport_status = st;
@@ -636,8 +629,8 @@ static int tgt_conn_icreq(struct tgt_conn *c)
 	c->maxr2t = (uint32_t)MIN(maxr2t, (uint64_t)TGT_CONN_MAXR2T_CAP);
 
 	c->icresp_tx.iov[0].iov_base = c->icresp;
-	c->icresp_tx.iov[0].iov_len = pdu_build_icresp(c->icresp, 0, c->params.hdgst,
-						       c->params.ddgst, TGT_MAXH2CDATA);
+	c->icresp_tx.iov[0].iov_len =
+		pdu_build_icresp(c->icresp, 0, c->params.hdgst, c->params.ddgst, TGT_MAXH2CDATA);
 	c->icresp_tx.iovcnt = 1;
 	c->icresp_tx.done = tgt_conn_icresp_done;
 	c->icresp_tx.ctx = c;
@@ -948,7 +941,7 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 	loop_timer_arm(c->loop, &c->tick, c->opts.tick_ms);
 	list_add_tail(&c->entry, &ct->conns);
 	ct->nr_conns++;
-	log_info("%s: connection opened", tgt_conn_name(c));
+	log_info("%s: connection opened on thread %u", tgt_conn_name(c), th->index);
 	if (out)
 		*out = c;
 	return 0;
@@ -1008,8 +1001,7 @@ void tgt_conn_thread_drain(struct tgt_thread *th, void (*on_drained)(struct tgt_
 		return;
 	}
 	/* closing never frees synchronously (reap is deferred): the walk is safe */
-	list_for_each_safe(pos, tmp, &ct->conns)
-	{
+	list_for_each_safe (pos, tmp, &ct->conns) {
 		tgt_conn_close(list_entry(pos, struct tgt_conn, entry), "target shutting down");
 	}
 }

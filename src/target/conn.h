@@ -15,19 +15,19 @@
 
 /* ---- data buffer pool (pool.c) ---------------------------------------------------------- */
 
-#define TGT_POOL_CHUNK	      (32 * 1024) /* a 128 KiB PDU spans at most 5 chunks */
-#define TGT_POOL_PREALLOC     64	  /* chunks allocated at thread start (2 MiB) */
-#define TGT_POOL_MAX_CHUNKS   8192	  /* 256 MiB per thread, then commands fail */
-#define TGT_REQ_CHUNKS_MAX    (TGT_MAX_XFER / TGT_POOL_CHUNK)
+#define TGT_POOL_CHUNK	    (32 * 1024) /* a 128 KiB PDU spans at most 5 chunks */
+#define TGT_POOL_PREALLOC   64		/* chunks allocated at thread start (2 MiB) */
+#define TGT_POOL_MAX_CHUNKS 8192	/* 256 MiB per thread, then commands fail */
+#define TGT_REQ_CHUNKS_MAX  (TGT_MAX_XFER / TGT_POOL_CHUNK)
 
 /* Per-thread pool of fixed-size, 4 KiB-aligned data chunks. Grows on demand up to
  * TGT_POOL_MAX_CHUNKS and never shrinks, so the steady state allocates nothing. Not
  * thread-safe: used only by its thread. */
 struct tgt_pool {
-	void **free;	 /* stack of free chunks */
-	unsigned nfree;	 /* chunks on the stack */
-	unsigned total;	 /* chunks allocated */
-	unsigned max;	 /* allocation limit */
+	void **free;	/* stack of free chunks */
+	unsigned nfree; /* chunks on the stack */
+	unsigned total; /* chunks allocated */
+	unsigned max;	/* allocation limit */
 	size_t chunk_size;
 };
 
@@ -50,7 +50,7 @@ struct tgt_conn_thread {
 	struct tgt_pool pool;
 	struct list_head conns; /* struct tgt_conn on this thread */
 	unsigned nr_conns;
-	bool draining;	       /* closing everything: new connections are refused */
+	bool draining; /* closing everything: new connections are refused */
 	/* called (on the thread) when draining and the last connection is gone */
 	void (*on_drained)(struct tgt_thread *th);
 };

@@ -12,14 +12,14 @@
 
 #include "tgt.h"
 
-#define TGT_MAX_NSID	     1024 /* NN and MNAN */
-#define TGT_ERR_LOG_ENTRIES  64	  /* ELPE + 1 */
-#define TGT_MAX_EVENTS	     8	  /* pending asynchronous events not yet reported */
-#define TGT_MAX_CHANGED_NS   1024 /* changed namespace list capacity */
-#define TGT_FIRMWARE_REV     "0.1.0"
-#define TGT_DEFAULT_MODEL    "nvtcp"
-#define TGT_CNTLID_MIN	     1
-#define TGT_CNTLID_MAX	     0xffef
+#define TGT_MAX_NSID	    1024 /* NN and MNAN */
+#define TGT_ERR_LOG_ENTRIES 64	 /* ELPE + 1 */
+#define TGT_MAX_EVENTS	    8	 /* pending asynchronous events not yet reported */
+#define TGT_MAX_CHANGED_NS  1024 /* changed namespace list capacity */
+#define TGT_FIRMWARE_REV    "0.1.0"
+#define TGT_DEFAULT_MODEL   "nvtcp"
+#define TGT_CNTLID_MIN	    1
+#define TGT_CNTLID_MAX	    0xffef
 
 /* NVMe-oF Disconnect submitted on the admin queue: Invalid Queue Type (SCT 1). */
 #define NVME_SC_INVALID_QUEUE_TYPE 0x90
@@ -37,7 +37,7 @@ struct tgt_io_stats {
 struct tgt_core_ns {
 	struct tgt_ns ns;
 	struct tgt_io_stats stats;
-	bool dealloc_reads_zeroes; /* DLFEAT: deallocated blocks read back as zeroes */
+	bool dealloc_reads_zeroes;	     /* DLFEAT: deallocated blocks read back as zeroes */
 	bool fd_registered[TGT_MAX_THREADS]; /* channel fd added to that thread's loop */
 };
 
@@ -45,15 +45,11 @@ struct tgt_core_ns {
 struct tgt_core_subsys {
 	struct tgt_subsys subsys;
 	struct tgt_ns *ns_by_id[TGT_MAX_NSID + 1]; /* I/O path lookup, NULL = inactive */
-	uint64_t created_ms;			  /* for SMART power-on hours */
+	uint64_t created_ms;			   /* for SMART power-on hours */
 };
 
 /* Pending events, one bit each, masked after being reported until the log page is read. */
-enum tgt_aen_bit {
-	TGT_AEN_NS_ATTR,
-	TGT_AEN_DISC_CHANGE,
-	TGT_AEN_COUNT
-};
+enum tgt_aen_bit { TGT_AEN_NS_ATTR, TGT_AEN_DISC_CHANGE, TGT_AEN_COUNT };
 
 struct tgt_ctrl {
 	struct tgt *tgt;
@@ -65,7 +61,7 @@ struct tgt_ctrl {
 	struct list_head entry; /* in subsys->ctrls (tgt->lock); empty once the admin queue left */
 
 	pthread_mutex_t lock;
-	unsigned refs;			      /* queues, posted work, pending flushes */
+	unsigned refs;				  /* queues, posted work, pending flushes */
 	struct tgt_queue *sq[TGT_MAX_QUEUES + 1]; /* [0] admin; ctrl->lock */
 	struct tgt_thread *admin_thread;
 	bool admin_gone; /* admin queue destroyed: no new queues, no events */
@@ -73,7 +69,7 @@ struct tgt_ctrl {
 	/* registers (written on the admin thread under ctrl->lock) */
 	uint32_t cc;
 	uint32_t csts;
-	unsigned shutdown_flushes; /* flushes left before SHST = complete */
+	unsigned shutdown_flushes;  /* flushes left before SHST = complete */
 	struct tgt_ns *shutdown_ns; /* namespace being flushed */
 	struct nvtcp_bio shutdown_bio;
 

@@ -4,6 +4,7 @@
  * Layer: target (core). A controller is freed when its last reference (queue, posted work,
  * pending flush) is dropped; the admin queue's loss tears down the I/O queues. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +16,10 @@ static bool ctrl_cntlid_in_use(struct tgt *t, uint16_t cntlid)
 {
 	struct list_head *sp, *cp;
 
-	list_for_each(sp, &t->subsystems) {
+	list_for_each (sp, &t->subsystems) {
 		struct tgt_subsys *s = list_entry(sp, struct tgt_subsys, entry);
 
-		list_for_each(cp, &s->ctrls) {
+		list_for_each (cp, &s->ctrls) {
 			if (list_entry(cp, struct tgt_ctrl, entry)->cntlid == cntlid)
 				return true;
 		}
@@ -85,7 +86,7 @@ struct tgt_ctrl *tgt_ctrl_find_get(struct tgt *t, struct tgt_subsys *subsys, uin
 	struct list_head *p;
 
 	pthread_mutex_lock(&t->lock);
-	list_for_each(p, &subsys->ctrls) {
+	list_for_each (p, &subsys->ctrls) {
 		struct tgt_ctrl *c = list_entry(p, struct tgt_ctrl, entry);
 
 		if (c->cntlid == cntlid && strcmp(c->hostnqn, hostnqn) == 0) {
@@ -105,24 +106,34 @@ void tgt_ctrl_get(struct tgt_ctrl *ctrl)
 	pthread_mutex_unlock(&ctrl->lock);
 }
 
+static void ctrl_unlist_locked(struct tgt_ctrl *ctrl)
+{
+	if (ctrl->entry.next && !list_empty(&ctrl->entry))
+		list_del(&ctrl->entry);
+}
+
 static void ctrl_unlist(struct tgt_ctrl *ctrl)
 {
 	pthread_mutex_lock(&ctrl->tgt->lock);
-	if (ctrl->entry.next && !list_empty(&ctrl->entry))
-		list_del(&ctrl->entry);
+	ctrl_unlist_locked(ctrl);
 	pthread_mutex_unlock(&ctrl->tgt->lock);
 }
 
 void tgt_ctrl_put(struct tgt_ctrl *ctrl)
 {
+	struct tgt *t = ctrl->tgt;
 	unsigned refs;
 
+	/* Under tgt->lock: tgt_ctrl_find_get must not revive a controller being freed. */
+	pthread_mutex_lock(&t->lock);
 	pthread_mutex_lock(&ctrl->lock);
 	refs = --ctrl->refs;
 	pthread_mutex_unlock(&ctrl->lock);
+	if (!refs)
+		ctrl_unlist_locked(ctrl);
+	pthread_mutex_unlock(&t->lock);
 	if (refs)
 		return;
-	ctrl_unlist(ctrl);
 	log_debug("ctrl %u (%s): freed", ctrl->cntlid, ctrl->subsys->nqn);
 	pthread_mutex_destroy(&ctrl->lock);
 	free(ctrl);
@@ -158,7 +169,8 @@ static void ctrl_ka_fire(struct loop_timer *timer)
 	if (!ctrl->kato_ms || ctrl->admin_gone)
 		return;
 	if (now - last < ctrl->kato_ms) {
-		loop_timer_arm(ctrl_admin_loop(ctrl), &ctrl->ka_timer, ctrl->kato_ms - (now - last));
+		loop_timer_arm(ctrl_admin_loop(ctrl), &ctrl->ka_timer,
+			       ctrl->kato_ms - (now - last));
 		return;
 	}
 	tgt_ctrl_ka_expired(ctrl);
@@ -284,7 +296,8 @@ void tgt_queue_destroy(struct tgt_queue *q)
 		ctrl->admin_gone = true;
 		/* Held AERs belong to this connection, which is going: the transport reclaims
 		 * them with the connection, so they are dropped, not completed. */
-		list_for_each_safe(p, tmp, &ctrl->aer_reqs) list_del(p);
+		list_for_each_safe (p, tmp, &ctrl->aer_reqs)
+			list_del(p);
 		ctrl->nr_aer = 0;
 	}
 	pthread_mutex_unlock(&ctrl->lock);
@@ -324,7 +337,8 @@ static void ctrl_shutdown_flush_done(struct nvtcp_bio *bio, int status)
 static void ctrl_shutdown_next(struct tgt_ctrl *ctrl)
 {
 	struct tgt_subsys *s = ctrl->subsys;
-	struct list_head *p = ctrl->shutdown_ns ? ctrl->shutdown_ns->entry.next : s->namespaces.next;
+	struct list_head *p =
+		ctrl->shutdown_ns ? ctrl->shutdown_ns->entry.next : s->namespaces.next;
 	unsigned idx = ctrl->admin_thread ? ctrl->admin_thread->index : 0;
 
 	for (; p != &s->namespaces; p = p->next) {

@@ -38,8 +38,8 @@ static void disc_fill_entry(struct nvme_disc_log_entry *e, const struct tgt_port
 	snprintf(e->trsvcid, sizeof(e->trsvcid), "%s", port->trsvcid);
 	snprintf(e->traddr, sizeof(e->traddr), "%s", port->traddr);
 	snprintf(e->subnqn, sizeof(e->subnqn), "%s", nqn);
-	e->tsas[0] = port->secure == TGT_SECURE_NONE ? NVME_TCP_SECTYPE_NONE
-						     : NVME_TCP_SECTYPE_TLS13;
+	e->tsas[0] =
+		port->secure == TGT_SECURE_NONE ? NVME_TCP_SECTYPE_NONE : NVME_TCP_SECTYPE_TLS13;
 }
 
 void *tgt_disc_log_build(struct tgt_ctrl *ctrl, size_t *len)
@@ -51,9 +51,10 @@ void *tgt_disc_log_build(struct tgt_ctrl *ctrl, size_t *len)
 	uint8_t *page;
 
 	pthread_mutex_lock(&t->lock);
-	list_for_each(pp, &t->ports) {
+	list_for_each (pp, &t->ports) {
 		max++;
-		list_for_each(sp, &t->subsystems) max++;
+		list_for_each (sp, &t->subsystems)
+			max++;
 	}
 	page = calloc(1, sizeof(*hdr) + max * sizeof(struct nvme_disc_log_entry));
 	if (!page) {
@@ -61,12 +62,12 @@ void *tgt_disc_log_build(struct tgt_ctrl *ctrl, size_t *len)
 		return NULL;
 	}
 	hdr = (struct nvme_disc_log_hdr *)page;
-	list_for_each(pp, &t->ports) {
+	list_for_each (pp, &t->ports) {
 		struct tgt_port *port = list_entry(pp, struct tgt_port, entry);
 		struct nvme_disc_log_entry *e = (struct nvme_disc_log_entry *)(page + sizeof(*hdr));
 
 		disc_fill_entry(&e[n++], port, NVME_DISCOVERY_NQN, NVME_DISC_SUBTYPE_CURRENT);
-		list_for_each(sp, &t->subsystems) {
+		list_for_each (sp, &t->subsystems) {
 			struct tgt_subsys *s = list_entry(sp, struct tgt_subsys, entry);
 
 			if (s->is_discovery || !tgt_subsys_host_allowed(s, ctrl->hostnqn))

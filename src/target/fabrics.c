@@ -31,7 +31,8 @@ static void fabrics_queue_name(struct tgt_queue *q)
 }
 
 static void fabrics_connect_admin(struct tgt_req *req, struct tgt_subsys *s,
-				  const struct wire_connect_cmd *c, const struct wire_connect_data *d)
+				  const struct wire_connect_cmd *c,
+				  const struct wire_connect_data *d)
 {
 	struct tgt_queue *q = req->queue;
 	struct tgt_ctrl *ctrl;

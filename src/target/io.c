@@ -112,7 +112,7 @@ static void io_flush_next(struct tgt_req *req)
 	struct tgt_subsys *s = req->queue->ctrl->subsys;
 	struct list_head *p;
 
-	list_for_each(p, &s->namespaces) {
+	list_for_each (p, &s->namespaces) {
 		struct tgt_ns *ns = list_entry(p, struct tgt_ns, entry);
 		int ret;
 

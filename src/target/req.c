@@ -23,6 +23,9 @@ uint16_t tgt_req_parse_sgl(struct tgt_req *req, uint32_t incapsule_len, uint32_t
 	uint32_t len = le32_get(sgl->length);
 	uint64_t addr = le64_get(sgl->addr);
 
+	/* The first core call for a command: a slot's previous response must not leak into
+	 * this one when the SGL fails and tgt_req_init is skipped. */
+	memset(&req->cqe, 0, sizeof(req->cqe));
 	req->data_len = 0;
 	req->incapsule = false;
 	switch (sgl->type) {
@@ -179,7 +182,8 @@ void tgt_req_fill(struct tgt_req *req, const void *page, size_t page_len, size_t
 		pos = tgt_req_copy_to(req, 0, (const uint8_t *)page + offset,
 				      MIN(page_len - offset, req->data_len));
 	while (pos < req->data_len) {
-		size_t n = tgt_req_copy_to(req, pos, zeroes, MIN(sizeof(zeroes), req->data_len - pos));
+		size_t n =
+			tgt_req_copy_to(req, pos, zeroes, MIN(sizeof(zeroes), req->data_len - pos));
 		if (!n)
 			break;
 		pos += n;

@@ -46,7 +46,7 @@ void tgt_fini(struct tgt *t)
 	struct list_head *p, *tmp;
 
 	tgt_ports_clear(t);
-	list_for_each_safe(p, tmp, &t->subsystems) {
+	list_for_each_safe (p, tmp, &t->subsystems) {
 		list_del(p);
 		tgt_subsys_free(list_entry(p, struct tgt_subsys, entry));
 	}
@@ -117,7 +117,7 @@ void tgt_subsys_free(struct tgt_subsys *s)
 {
 	struct list_head *p, *tmp;
 
-	list_for_each_safe(p, tmp, &s->hosts) {
+	list_for_each_safe (p, tmp, &s->hosts) {
 		struct tgt_host *h = list_entry(p, struct tgt_host, entry);
 
 		list_del(p);
@@ -125,7 +125,7 @@ void tgt_subsys_free(struct tgt_subsys *s)
 		free(h->dhchap_ctrl_key);
 		free(h);
 	}
-	list_for_each_safe(p, tmp, &s->namespaces) {
+	list_for_each_safe (p, tmp, &s->namespaces) {
 		struct tgt_ns *ns = list_entry(p, struct tgt_ns, entry);
 
 		list_del(p);
@@ -144,7 +144,7 @@ struct tgt_subsys *tgt_subsys_find(struct tgt *t, const char *nqn)
 {
 	struct list_head *p;
 
-	list_for_each(p, &t->subsystems) {
+	list_for_each (p, &t->subsystems) {
 		struct tgt_subsys *s = list_entry(p, struct tgt_subsys, entry);
 
 		if (strcmp(s->nqn, nqn) == 0)
@@ -159,7 +159,7 @@ bool tgt_subsys_host_allowed(const struct tgt_subsys *s, const char *hostnqn)
 
 	if (s->allow_any_host || s->is_discovery)
 		return true;
-	list_for_each(p, &s->hosts) {
+	list_for_each (p, &s->hosts) {
 		if (strcmp(list_entry(p, struct tgt_host, entry)->nqn, hostnqn) == 0)
 			return true;
 	}
@@ -191,7 +191,7 @@ int tgt_subsys_add_ns(struct tgt_subsys *s, uint32_t nsid, struct nvtcp_backend 
 	tgt_ns_derive_ids(s->nqn, nsid, ns->nguid, ns->uuid);
 	cns->dealloc_reads_zeroes = !be || nvtcp_backend_type(be) != NVTCP_BACKEND_BLOCK;
 	/* Sorted by NSID: the active list and flush-all walk it in order. */
-	list_for_each(pos, &s->namespaces) {
+	list_for_each (pos, &s->namespaces) {
 		if (list_entry(pos, struct tgt_ns, entry)->nsid > nsid)
 			break;
 	}
@@ -211,7 +211,7 @@ void tgt_disc_changed(struct tgt *t)
 	pthread_mutex_lock(&t->lock);
 	t->disc_genctr++;
 	if (t->discovery) {
-		list_for_each(p, &t->discovery->ctrls) {
+		list_for_each (p, &t->discovery->ctrls) {
 			struct tgt_ctrl *c = list_entry(p, struct tgt_ctrl, entry);
 
 			if (n == ARRAY_SIZE(ctrls))
@@ -238,7 +238,7 @@ void tgt_ports_clear(struct tgt *t)
 
 	pthread_mutex_lock(&t->lock);
 	any = !list_empty(&t->ports);
-	list_for_each_safe(p, tmp, &t->ports) {
+	list_for_each_safe (p, tmp, &t->ports) {
 		list_del(p);
 		free(list_entry(p, struct tgt_port, entry));
 	}
@@ -280,7 +280,8 @@ int tgt_port_add(struct tgt *t, const char *spec, char *err, size_t errlen)
 	} else {
 		colon = strrchr(spec, ':');
 		if (!colon || strchr(spec, ':') != colon) {
-			snprintf(err, errlen, "%s: expected \"ADDR:PORT\" or \"[IPV6]:PORT\"", spec);
+			snprintf(err, errlen, "%s: expected \"ADDR:PORT\" or \"[IPV6]:PORT\"",
+				 spec);
 			return -EINVAL;
 		}
 		alen = (size_t)(colon - spec);
@@ -311,10 +312,11 @@ int tgt_port_add(struct tgt *t, const char *spec, char *err, size_t errlen)
 	port->secure = TGT_SECURE_NONE;
 	port->listen_fd = -1;
 	pthread_mutex_lock(&t->lock);
-	list_for_each(p, &t->ports) {
+	list_for_each (p, &t->ports) {
 		struct tgt_port *o = list_entry(p, struct tgt_port, entry);
 
-		if (strcmp(o->traddr, port->traddr) == 0 && strcmp(o->trsvcid, port->trsvcid) == 0) {
+		if (strcmp(o->traddr, port->traddr) == 0 &&
+		    strcmp(o->trsvcid, port->trsvcid) == 0) {
 			pthread_mutex_unlock(&t->lock);
 			free(port);
 			snprintf(err, errlen, "%s: port listed twice", spec);
@@ -351,10 +353,10 @@ int tgt_thread_attach(struct tgt_thread *th)
 	struct list_head *sp, *np;
 	int ret;
 
-	list_for_each(sp, &t->subsystems) {
+	list_for_each (sp, &t->subsystems) {
 		struct tgt_subsys *s = list_entry(sp, struct tgt_subsys, entry);
 
-		list_for_each(np, &s->namespaces) {
+		list_for_each (np, &s->namespaces) {
 			struct tgt_ns *ns = list_entry(np, struct tgt_ns, entry);
 			struct nvtcp_backend_channel *ch;
 			int fd;
@@ -363,8 +365,8 @@ int tgt_thread_attach(struct tgt_thread *th)
 				continue;
 			ret = nvtcp_backend_channel_open(ns->backend, &ch);
 			if (ret < 0) {
-				log_err("%s nsid %u: cannot open a channel for thread %u: %d", s->nqn,
-					ns->nsid, th->index, ret);
+				log_err("%s nsid %u: cannot open a channel for thread %u: %d",
+					s->nqn, ns->nsid, th->index, ret);
 				goto fail;
 			}
 			ns->channels[th->index] = ch;
@@ -391,10 +393,10 @@ void tgt_thread_detach(struct tgt_thread *th)
 	struct tgt *t = th->tgt;
 	struct list_head *sp, *np;
 
-	list_for_each(sp, &t->subsystems) {
+	list_for_each (sp, &t->subsystems) {
 		struct tgt_subsys *s = list_entry(sp, struct tgt_subsys, entry);
 
-		list_for_each(np, &s->namespaces) {
+		list_for_each (np, &s->namespaces) {
 			struct tgt_ns *ns = list_entry(np, struct tgt_ns, entry);
 			struct nvtcp_backend_channel *ch = ns->channels[th->index];
 

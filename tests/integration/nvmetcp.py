@@ -199,10 +199,14 @@ def build_term_req(fes, fei=0, bad=b"", c2h=False):
     return ch(C2H_TERM if c2h else H2C_TERM, 0, 24, 0, 24 + len(bad)) + psh + bad
 
 
-def build_sqe(opcode, cid, nsid=0, sgl_type=0, sgl_len=0, sgl_addr=0, cdw10=0, cdw11=0,
+def build_sqe(opcode, cid, nsid=0, sgl_type=None, sgl_len=0, sgl_addr=0, cdw10=0, cdw11=0,
               cdw12=0, cdw13=0, cdw14=0, cdw15=0, fctype=None, specific=None, flags=0x40):
     """A 64-byte SQE. PSDT=SGL by default. Fabrics commands: fctype goes in byte 4 (instead of
-    NSID) and `specific` (bytes) is placed at byte 40 (Connect/Property fields)."""
+    NSID) and `specific` (bytes) is placed at byte 40 (Connect/Property fields). Without data
+    the SGL is a zero-length Transport Data Block, as the Linux host sends (sgl_type=0 gives
+    an all-zero descriptor)."""
+    if sgl_type is None:
+        sgl_type = SGL_TRANSPORT
     s = bytearray(64)
     struct.pack_into("<BBH", s, 0, opcode, flags, cid & 0xFFFF)
     if fctype is not None:
@@ -661,18 +665,20 @@ class Conn:
     def get_log_page(self, lid, length, offset=0, nsid=NSID_ALL, rae=False, lsp=0):
         numd = length // 4 - 1
         sqe = build_sqe(ADM_GET_LOG_PAGE, 0, nsid=nsid, sgl_type=SGL_TRANSPORT, sgl_len=length,
-                        cdw10=lid | (lsp << 8) | ((1 << 15) if rae else 0) | ((numd & 0xFFFF) << 16),
+                        cdw10=(lid | (lsp << 8) | ((1 << 15) if rae else 0)
+                               | ((numd & 0xFFFF) << 16)),
                         cdw11=numd >> 16, cdw12=offset & 0xFFFFFFFF, cdw13=offset >> 32)
         return self.run(sqe, in_len=length)
 
     def get_features(self, fid, nsid=0, cdw11=0, sel=0, in_len=0):
         sqe = build_sqe(ADM_GET_FEATURES, 0, nsid=nsid, cdw10=fid | (sel << 8), cdw11=cdw11,
-                        sgl_type=SGL_TRANSPORT if in_len else 0, sgl_len=in_len)
+                        sgl_len=in_len)
         return self.run(sqe, in_len=in_len)
 
     def set_features(self, fid, cdw11=0, nsid=0, save=False, data=b""):
         sqe = build_sqe(ADM_SET_FEATURES, 0, nsid=nsid, cdw10=fid | ((1 << 31) if save else 0),
-                        cdw11=cdw11, sgl_type=SGL_INCAPSULE if data else 0, sgl_len=len(data))
+                        cdw11=cdw11, sgl_type=SGL_INCAPSULE if data else None,
+                        sgl_len=len(data))
         return self.run(sqe, data)
 
     def keep_alive(self):
@@ -716,7 +722,7 @@ class Conn:
         return self.run(build_sqe(IO_FLUSH, 0, nsid=nsid))
 
     def write_zeroes(self, nsid, slba, nlb, deac=False):
-        return self.run(self.rw_sqe(IO_WRITE_ZEROES, nsid, slba, nlb, 0, 0,
+        return self.run(self.rw_sqe(IO_WRITE_ZEROES, nsid, slba, nlb, 0, SGL_TRANSPORT,
                                     extra12=(1 << 25) if deac else 0))
 
     def dsm(self, nsid, ranges, ad=True):
@@ -918,7 +924,8 @@ def selftest(addr, port, subnqn):
         out.append(f"queues dw0={cmd.dw0:#x}")
         for fid in (FEAT_KATO, FEAT_ASYNC_EVENT, FEAT_VWC):
             cmd = c.get_features(fid)
-            out.append(f"feat {fid:#x}={'err ' + status_str(cmd.status) if cmd.status else hex(cmd.dw0)}")
+            val = "err " + status_str(cmd.status) if cmd.status else hex(cmd.dw0)
+            out.append(f"feat {fid:#x}={val}")
         cmd = c.keep_alive()
         if cmd.status:
             raise ProtocolError(f"keep alive: {status_str(cmd.status)}")

@@ -116,8 +116,7 @@ static void fake_send_c2h(struct fake *f, uint16_t cid, uint32_t datao, const vo
 	}
 }
 
-static void fake_send_r2t(struct fake *f, uint16_t cid, uint16_t ttag, uint32_t r2to,
-			  uint32_t r2tl)
+static void fake_send_r2t(struct fake *f, uint16_t cid, uint16_t ttag, uint32_t r2to, uint32_t r2tl)
 {
 	uint8_t b[sizeof(union wire_pdu)];
 	size_t n = pdu_build_r2t(b, cid, ttag, r2to, r2tl, &f->p);
@@ -128,9 +127,12 @@ static void fake_send_r2t(struct fake *f, uint16_t cid, uint16_t ttag, uint32_t 
 /* Open a host connection on a socketpair and, unless icresp is false, complete ICReq/ICResp. */
 static int fake_open(struct fake *f, bool hd, bool dd, uint32_t incap, bool icresp)
 {
-	struct host_conn_opts o = {
-		.qid = 1, .nr_slots = 15, .hdgst = hd, .ddgst = dd, .incapsule_max = incap,
-		.name = "test q1"};
+	struct host_conn_opts o = {.qid = 1,
+				   .nr_slots = 15,
+				   .hdgst = hd,
+				   .ddgst = dd,
+				   .incapsule_max = incap,
+				   .name = "test q1"};
 	int sv[2];
 
 	memset(f, 0, sizeof(*f));
@@ -477,12 +479,12 @@ static const struct {
 } bad_cases[BAD_KIND_COUNT] = {
 	[BAD_PDU_TYPE] = {"bad PDU type", false, WIRE_FES_INVALID_HEADER_FIELD, 0},
 	[BAD_HLEN] = {"bad HLEN", false, WIRE_FES_INVALID_HEADER_FIELD, 2},
-	[BAD_UNKNOWN_CCCID] = {"C2HData for an unknown CCCID", false,
-			       WIRE_FES_INVALID_HEADER_FIELD, 8},
+	[BAD_UNKNOWN_CCCID] = {"C2HData for an unknown CCCID", false, WIRE_FES_INVALID_HEADER_FIELD,
+			       8},
 	[BAD_DATAO_RANGE] = {"DATAO out of range", false, WIRE_FES_DATA_OUT_OF_RANGE, 0},
 	[BAD_HDGST] = {"header digest error", true, WIRE_FES_HDGST, 0},
-	[BAD_SUCCESS_NO_LAST] = {"SUCCESS without LAST_PDU", false,
-				 WIRE_FES_INVALID_HEADER_FIELD, 1},
+	[BAD_SUCCESS_NO_LAST] = {"SUCCESS without LAST_PDU", false, WIRE_FES_INVALID_HEADER_FIELD,
+				 1},
 	[BAD_R2T_RANGE] = {"R2T beyond the write", false, WIRE_FES_DATA_OUT_OF_RANGE, 0},
 	[BAD_RESP_UNKNOWN_CID] = {"CapsuleResp for an unknown CID", false,
 				  WIRE_FES_INVALID_HEADER_FIELD, 20},
@@ -644,9 +646,7 @@ int main(void)
 	run_bad_icresp("CPDA 32", 0, 32, 0, 8192, false, WIRE_FES_INVALID_HEADER_FIELD, 10);
 	run_bad_icresp("digest not granted", 0, 0, 0, 8192, true, WIRE_FES_INVALID_HEADER_FIELD,
 		       11);
-	run_bad_icresp("digest not asked", 0, 0, 1, 8192, false, WIRE_FES_INVALID_HEADER_FIELD,
-		       11);
-	run_bad_icresp("MAXH2CDATA 1024", 0, 0, 0, 1024, false, WIRE_FES_INVALID_HEADER_FIELD,
-		       12);
+	run_bad_icresp("digest not asked", 0, 0, 1, 8192, false, WIRE_FES_INVALID_HEADER_FIELD, 11);
+	run_bad_icresp("MAXH2CDATA 1024", 0, 0, 0, 1024, false, WIRE_FES_INVALID_HEADER_FIELD, 12);
 	return tap_done();
 }

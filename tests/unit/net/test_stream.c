@@ -201,6 +201,55 @@ static void test_direct_placement(void)
 	free(dst);
 }
 
+/* An io ops table that hands out at most 3 bytes per read, like a TLS layer returning one
+ * small record at a time: every split point goes through the stream and the direct path. */
+static ssize_t tiny_readv(struct stream *s, const struct iovec *iov, int iovcnt)
+{
+	struct iovec one = iov[0];
+
+	if (one.iov_len > 3)
+		one.iov_len = 3;
+	return stream_plain_io.readv(s, &one, 1);
+}
+
+static const struct stream_io_ops tiny_io = {.readv = tiny_readv, .writev = NULL};
+
+static void test_tiny_reads(void)
+{
+	const uint32_t datal = 10000;
+	static uint8_t wire[11000], data[10000], dst[10000];
+	struct owner o = {.dst = dst, .dst_len = datal};
+	struct stream s;
+	size_t len;
+	int sv[2];
+
+	for (uint32_t i = 0; i < datal; i++)
+		data[i] = (uint8_t)(i * 5 + 1);
+	len = pdu_build_c2h_data(wire, 9, 0, datal, true, false, &params_dgst);
+	memcpy(wire + len, data, datal);
+	len += datal;
+	pdu_ddgst_put(wire + len, crc32c(data, datal));
+	len += 4;
+	struct wire_cqe cqe;
+	memset(&cqe, 0, sizeof(cqe));
+	le16_put(cqe.cid, 9);
+	len += pdu_build_capsule_resp(wire + len, &cqe, &params_dgst);
+	make_pair(sv);
+	write_all(sv[1], wire, len);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
+	s.io = &tiny_io;
+	stream_set_params(&s, &params_dgst);
+	TAP_CHECK_EQ(stream_recv(&s, 64), 2);
+	TAP_CHECK(o.ddgst_ok);
+	TAP_CHECK_MEM(dst, data, datal);
+	TAP_CHECK_EQ(o.cids[1], 9);
+	TAP_CHECK(s.rx_direct_bytes > 0);
+	TAP_CHECK_EQ(s.rx_bytes, len);
+	TAP_CHECK(s.rx_syscalls >= len / 3);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
 /* ---- send side ---- */
 
 #define NTX	64
@@ -406,6 +455,7 @@ int main(void)
 {
 	TAP_RUN(test_small_pdus_batched);
 	TAP_RUN(test_direct_placement);
+	TAP_RUN(test_tiny_reads);
 	TAP_RUN(test_partial_writes);
 	TAP_RUN(test_fini_aborts_queued);
 	TAP_RUN(test_term_req_on_bad_pdu);

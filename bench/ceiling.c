@@ -1,0 +1,1110 @@
+/* ceiling: the loopback speed limit nvtcp is measured against (bench layer, uses no nvtcp code).
+ * A client thread keeps Q I/Os outstanding over one TCP connection on 127.0.0.1 to a server
+ * thread and moves exactly the bytes NVMe/TCP moves per I/O without digests: a 72-byte command;
+ * a read answered by 24 + data + 24 bytes (C2HData header, data, CapsuleResp); a write carried as
+ * 72 + data bytes and answered by 24. No NVMe logic, every socket trick: whatever this reaches,
+ * nvtcp cannot beat with the same kernel TCP stack, pinning and mode (blocking or busy-poll). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/errqueue.h> /* after time.h: it uses struct timespec */
+
+#include "common/le.h"
+
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+#ifndef SO_EE_ORIGIN_ZEROCOPY
+#define SO_EE_ORIGIN_ZEROCOPY 5
+#endif
+#ifndef SO_EE_CODE_ZEROCOPY_COPIED
+#define SO_EE_CODE_ZEROCOPY_COPIED 1
+#endif
+
+/* Byte counts of NVMe/TCP without digests (NVMe/TCP 1.0: CapsuleCmd 8 + 64, C2HData and
+ * CapsuleResp 24), and the type codes, so a packet capture of this program reads like NVMe/TCP. */
+#define CEIL_CMD_LEN	   72
+#define CEIL_SHORT_LEN	   24
+#define CEIL_CH_LEN	   8
+#define CEIL_T_CAPSULE_CMD  0x04
+#define CEIL_T_CAPSULE_RESP 0x05
+#define CEIL_T_C2H_DATA	   0x07
+#define CEIL_OPC_WRITE	   0x01
+#define CEIL_OPC_READ	   0x02
+
+#define CEIL_MAX_QD	 4096
+#define CEIL_MAX_IO	 (8u << 20)
+#define CEIL_GRACE_S	 10 /* a run may overrun its --seconds by this much, then it fails */
+#define CEIL_ZC_REAP_AT	 32 /* zero-copy sends in flight before reaping notifications */
+
+enum ceil_mode {
+	CEIL_MODE_BLOCK, /* blocking sockets: threads sleep in recv and are woken by the stack */
+	CEIL_MODE_POLL,	 /* non-blocking sockets, threads spin on recv (SO_BUSY_POLL if allowed) */
+	CEIL_MODE_COUNT
+};
+
+enum ceil_rw {
+	CEIL_RW_READ,
+	CEIL_RW_WRITE,
+	CEIL_RW_COUNT
+};
+
+struct ceil_opts {
+	enum ceil_mode mode;
+	enum ceil_rw rw;
+	uint32_t io_size;
+	uint32_t qd;
+	double seconds;
+	int server_cpu; /* -1: do not pin */
+	int client_cpu;
+	bool zerocopy;	   /* MSG_ZEROCOPY for sends carrying at least zc_min bytes */
+	uint32_t zc_min;
+	int sockbuf;	   /* SO_SNDBUF/SO_RCVBUF bytes; 0 leaves kernel autotuning on */
+	uint32_t rxbuf;	   /* bytes asked of one recv() */
+	bool json;
+	bool tap;
+	bool verify;	   /* check every payload byte against the pattern */
+	bool quiet;
+};
+
+/* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
+ * payload bytes are consumed where they landed (one kernel-to-user copy, nothing more). */
+struct ceil_rx {
+	uint8_t *buf; /* owned: the recv() target */
+	size_t cap;
+	uint8_t stage[CEIL_CMD_LEN];
+	size_t stage_have;
+	uint64_t data_left; /* payload bytes of the current PDU not yet received */
+	uint64_t data_off;
+	uint8_t cur_type;
+	uint8_t cur_opc;
+	uint16_t cur_cid;
+	uint32_t max_data;
+	bool verify;
+	uint64_t bytes;
+	uint64_t verify_errors;
+};
+
+/* Send queue: iovecs over a scratch area for headers and over the (never written) data buffer.
+ * Everything queued in one loop turn leaves in one sendmsg(). */
+struct ceil_tx {
+	struct iovec *iov; /* owned */
+	unsigned iov_cnt, iov_head, iov_cap;
+	uint8_t *scratch; /* owned: headers, referenced by iov until sent */
+	size_t scratch_used, scratch_cap;
+	bool zerocopy;
+	uint32_t zc_min;
+	uint64_t zc_inflight;
+	uint64_t zc_sends, zc_copied;
+	uint64_t bytes;
+	uint64_t sendmsgs;
+};
+
+struct ceil_side {
+	const struct ceil_opts *opts;
+	int fd;
+	struct ceil_rx rx;
+	struct ceil_tx tx;
+	uint8_t *slots; /* owned, zero-copy only: per-cid PDU headers, see ceil_side_add_hdr() */
+	uint64_t recvs;
+	double cpu_s;
+	int err; /* 0 or -errno: why this side stopped early */
+	/* client only */
+	uint16_t *free_cids;
+	unsigned nfree;
+	uint64_t *issue_ns;
+	uint8_t *busy;
+	uint64_t ios, lat_sum_ns, lat_max_ns;
+	uint64_t t_start, t_end;
+};
+
+/* Payload pattern: read-only after start, so zero-copy sends never race with writers. */
+static uint8_t *ceil_data;
+static uint64_t ceil_hard_deadline_ns;
+
+static uint64_t ceil_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double ceil_thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint8_t ceil_pattern(uint64_t off)
+{
+	return (uint8_t)(off * 131 + 7);
+}
+
+static void ceil_on_alarm(int sig)
+{
+	static const char msg[] = "ceiling: run overran its time limit, giving up\n";
+	ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+
+	(void)sig;
+	(void)r;
+	_exit(3);
+}
+
+static int ceil_pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return 0;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return -pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* --- receive ---------------------------------------------------------------------------- */
+
+static int ceil_rx_init(struct ceil_rx *rx, size_t cap, uint32_t max_data, bool verify)
+{
+	memset(rx, 0, sizeof(*rx));
+	rx->buf = aligned_alloc(4096, (cap + 4095) & ~(size_t)4095);
+	if (!rx->buf)
+		return -ENOMEM;
+	rx->cap = cap;
+	rx->max_data = max_data;
+	rx->verify = verify;
+	return 0;
+}
+
+/* Checks one PDU header; returns its payload length or -EPROTO. */
+static int64_t ceil_rx_header(struct ceil_rx *rx, const uint8_t *h)
+{
+	uint8_t type = h[0], hlen = h[2];
+	uint32_t plen = le32_get(h + 4);
+
+	switch (type) {
+	case CEIL_T_CAPSULE_CMD:
+		if (hlen != CEIL_CMD_LEN || plen < CEIL_CMD_LEN)
+			return -EPROTO;
+		rx->cur_opc = h[8];
+		rx->cur_cid = le16_get(h + 10);
+		break;
+	case CEIL_T_CAPSULE_RESP:
+		if (hlen != CEIL_SHORT_LEN || plen != CEIL_SHORT_LEN)
+			return -EPROTO;
+		rx->cur_cid = le16_get(h + 8 + 12);
+		break;
+	case CEIL_T_C2H_DATA:
+		if (hlen != CEIL_SHORT_LEN || plen < CEIL_SHORT_LEN ||
+		    le32_get(h + 16) != plen - CEIL_SHORT_LEN)
+			return -EPROTO;
+		rx->cur_cid = le16_get(h + 8);
+		break;
+	default:
+		return -EPROTO;
+	}
+	if (plen - hlen > rx->max_data)
+		return -EPROTO;
+	rx->cur_type = type;
+	return plen - hlen;
+}
+
+static int ceil_deliver(struct ceil_side *s, uint64_t now);
+
+static int ceil_rx_start_pdu(struct ceil_side *s, const uint8_t *h, uint64_t now)
+{
+	int64_t dlen = ceil_rx_header(&s->rx, h);
+
+	if (dlen < 0)
+		return (int)dlen;
+	s->rx.data_left = (uint64_t)dlen;
+	s->rx.data_off = 0;
+	return dlen ? 0 : ceil_deliver(s, now);
+}
+
+/* Feeds n received bytes; calls ceil_deliver() for each complete PDU. Returns 0 or -EPROTO. */
+static int ceil_rx_feed(struct ceil_side *s, const uint8_t *p, size_t n, uint64_t now)
+{
+	struct ceil_rx *rx = &s->rx;
+	int r;
+
+	rx->bytes += n;
+	while (n) {
+		if (rx->data_left) {
+			size_t take = n < rx->data_left ? n : (size_t)rx->data_left;
+
+			if (rx->verify) {
+				for (size_t i = 0; i < take; i++)
+					rx->verify_errors += p[i] != ceil_pattern(rx->data_off + i);
+			}
+			rx->data_off += take;
+			rx->data_left -= take;
+			p += take;
+			n -= take;
+			if (!rx->data_left && (r = ceil_deliver(s, now)) < 0)
+				return r;
+			continue;
+		}
+		if (!rx->stage_have && n >= CEIL_CH_LEN && n >= p[2]) {
+			/* whole header in this recv: parse it where it landed */
+			size_t hlen = p[2];
+
+			if (hlen < CEIL_CH_LEN)
+				return -EPROTO;
+			if ((r = ceil_rx_start_pdu(s, p, now)) < 0)
+				return r;
+			p += hlen;
+			n -= hlen;
+			continue;
+		}
+		/* header split across recvs: stage the first 8 bytes, then the rest of hlen */
+		size_t need = rx->stage_have < CEIL_CH_LEN ? CEIL_CH_LEN : rx->stage[2];
+		size_t take = need - rx->stage_have;
+
+		if (take > n)
+			take = n;
+		memcpy(rx->stage + rx->stage_have, p, take);
+		rx->stage_have += take;
+		p += take;
+		n -= take;
+		if (rx->stage_have < CEIL_CH_LEN)
+			continue;
+		if (rx->stage[2] < CEIL_CH_LEN || rx->stage[2] > sizeof(rx->stage))
+			return -EPROTO;
+		if (rx->stage_have == rx->stage[2]) {
+			rx->stage_have = 0;
+			if ((r = ceil_rx_start_pdu(s, rx->stage, now)) < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* --- send ------------------------------------------------------------------------------- */
+
+static int ceil_tx_init(struct ceil_tx *tx, unsigned iov_cap, size_t scratch_cap,
+			const struct ceil_opts *o)
+{
+	memset(tx, 0, sizeof(*tx));
+	tx->iov = calloc(iov_cap, sizeof(*tx->iov));
+	tx->scratch = aligned_alloc(64, (scratch_cap + 63) & ~(size_t)63);
+	if (!tx->iov || !tx->scratch)
+		return -ENOMEM;
+	tx->iov_cap = iov_cap;
+	tx->scratch_cap = scratch_cap;
+	tx->zerocopy = o->zerocopy;
+	tx->zc_min = o->zc_min;
+	return 0;
+}
+
+/* Moves the unsent tail to the front so a queue that never fully drains stays bounded. */
+static void ceil_tx_compact(struct ceil_tx *tx)
+{
+	uint8_t *lo = tx->scratch + tx->scratch_used;
+	size_t shift;
+
+	for (unsigned i = tx->iov_head; i < tx->iov_cnt; i++) {
+		uint8_t *b = tx->iov[i].iov_base;
+
+		if (b >= tx->scratch && b < tx->scratch + tx->scratch_cap && b < lo)
+			lo = b;
+	}
+	shift = (size_t)(lo - tx->scratch);
+	memmove(tx->scratch, lo, tx->scratch_used - shift);
+	tx->scratch_used -= shift;
+	for (unsigned i = tx->iov_head; i < tx->iov_cnt; i++) {
+		uint8_t *b = tx->iov[i].iov_base;
+
+		if (b >= tx->scratch && b < tx->scratch + tx->scratch_cap)
+			tx->iov[i].iov_base = b - shift;
+		tx->iov[i - tx->iov_head] = tx->iov[i];
+	}
+	tx->iov_cnt -= tx->iov_head;
+	tx->iov_head = 0;
+}
+
+static int ceil_tx_room(struct ceil_tx *tx, size_t bytes)
+{
+	if (tx->iov_cnt + 1 <= tx->iov_cap && tx->scratch_used + bytes <= tx->scratch_cap)
+		return 0;
+	ceil_tx_compact(tx);
+	if (tx->iov_cnt + 1 <= tx->iov_cap && tx->scratch_used + bytes <= tx->scratch_cap)
+		return 0;
+	return -ENOBUFS;
+}
+
+/* Queues a copy of len header bytes, merged with the previous iovec when contiguous. */
+static int ceil_tx_add_copy(struct ceil_tx *tx, const void *src, size_t len)
+{
+	uint8_t *dst;
+	int r = ceil_tx_room(tx, len);
+
+	if (r)
+		return r;
+	dst = tx->scratch + tx->scratch_used;
+	memcpy(dst, src, len);
+	tx->scratch_used += len;
+	if (tx->iov_cnt > tx->iov_head) {
+		struct iovec *last = &tx->iov[tx->iov_cnt - 1];
+
+		if ((uint8_t *)last->iov_base + last->iov_len == dst) {
+			last->iov_len += len;
+			return 0;
+		}
+	}
+	tx->iov[tx->iov_cnt++] = (struct iovec){ .iov_base = dst, .iov_len = len };
+	return 0;
+}
+
+/* Queues a reference to bytes that stay untouched until sent (the payload pattern). */
+static int ceil_tx_add_ref(struct ceil_tx *tx, const void *src, size_t len)
+{
+	int r = ceil_tx_room(tx, 0);
+
+	if (r)
+		return r;
+	tx->iov[tx->iov_cnt++] = (struct iovec){ .iov_base = (void *)src, .iov_len = len };
+	return 0;
+}
+
+/* Frees kernel notification state of completed zero-copy sends; the data buffer is never
+ * written, so there is nothing to wait for beyond that. */
+static void ceil_tx_reap_zc(struct ceil_tx *tx, int fd)
+{
+	for (int guard = 0; guard < 1024 && tx->zc_inflight; guard++) {
+		char cbuf[128];
+		struct msghdr m = { .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+
+		if (recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+			return;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			struct sock_extended_err ee;
+
+			if (!((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+			      (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)))
+				continue;
+			memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+			if (ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY)
+				continue;
+			uint64_t n = (uint64_t)(ee.ee_data - ee.ee_info) + 1;
+
+			tx->zc_inflight -= n < tx->zc_inflight ? n : tx->zc_inflight;
+			if (ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED)
+				tx->zc_copied += n;
+		}
+	}
+}
+
+/* Sends what is queued. wait: block until all is gone (blocking mode); otherwise send what the
+ * socket takes now. Returns 0 or -errno. */
+static int ceil_tx_flush(struct ceil_tx *tx, int fd, bool wait)
+{
+	uint64_t guard = 0;
+
+	while (tx->iov_head < tx->iov_cnt) {
+		unsigned cnt = tx->iov_cnt - tx->iov_head;
+		struct msghdr m = { .msg_iov = &tx->iov[tx->iov_head] };
+		int flags = MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT);
+		size_t total = 0;
+		ssize_t sent;
+
+		if (cnt > IOV_MAX)
+			cnt = IOV_MAX;
+		m.msg_iovlen = cnt;
+		if (tx->zerocopy) {
+			for (unsigned i = 0; i < cnt; i++)
+				total += m.msg_iov[i].iov_len;
+			if (total >= tx->zc_min)
+				flags |= MSG_ZEROCOPY;
+		}
+		sent = sendmsg(fd, &m, flags);
+		if (sent < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS && (flags & MSG_ZEROCOPY)) {
+				/* out of optmem for notifications: reap, then send by copy */
+				ceil_tx_reap_zc(tx, fd);
+				tx->zerocopy = tx->zc_inflight < CEIL_ZC_REAP_AT;
+				if (++guard > 1000000)
+					return -ENOBUFS;
+				continue;
+			}
+			if (errno == EAGAIN && !wait)
+				return 0;
+			return -errno;
+		}
+		tx->sendmsgs++;
+		tx->bytes += (uint64_t)sent;
+		if (flags & MSG_ZEROCOPY) {
+			tx->zc_sends++;
+			if (++tx->zc_inflight >= CEIL_ZC_REAP_AT)
+				ceil_tx_reap_zc(tx, fd);
+		}
+		while (sent > 0) {
+			struct iovec *v = &tx->iov[tx->iov_head];
+
+			if ((size_t)sent >= v->iov_len) {
+				sent -= (ssize_t)v->iov_len;
+				tx->iov_head++;
+			} else {
+				v->iov_base = (uint8_t *)v->iov_base + sent;
+				v->iov_len -= (size_t)sent;
+				sent = 0;
+			}
+		}
+		if (!wait)
+			break;
+	}
+	if (tx->iov_head == tx->iov_cnt) {
+		tx->iov_head = tx->iov_cnt = 0;
+		tx->scratch_used = 0;
+	}
+	return 0;
+}
+
+/* --- PDUs ------------------------------------------------------------------------------- */
+
+static void ceil_short_hdr(uint8_t *h, uint8_t type, uint32_t plen)
+{
+	memset(h, 0, CEIL_SHORT_LEN);
+	h[0] = type;
+	h[2] = CEIL_SHORT_LEN;
+	h[3] = type == CEIL_T_C2H_DATA ? CEIL_SHORT_LEN : 0;
+	le32_put(h + 4, plen);
+}
+
+/* Queues a header of the PDU exchange of cid. Copying sends queue a copy in the scratch area.
+ * Zero-copy sends reference the pages until the peer has the bytes, so the header goes to a
+ * per-cid slot instead: a slot is rewritten only when cid is reused, and cid is reused only
+ * after the peer has received everything sent for its previous use. */
+static int ceil_side_add_hdr(struct ceil_side *s, uint16_t cid, unsigned idx, const uint8_t *h,
+			     size_t len)
+{
+	uint8_t *slot;
+
+	if (!s->opts->zerocopy)
+		return ceil_tx_add_copy(&s->tx, h, len);
+	slot = s->slots + (size_t)cid * CEIL_CMD_LEN + idx * CEIL_SHORT_LEN;
+	memcpy(slot, h, len);
+	return ceil_tx_add_ref(&s->tx, slot, len);
+}
+
+/* Server: one complete PDU arrived. Client: likewise. Returns 0 or -errno. */
+static int ceil_deliver(struct ceil_side *s, uint64_t now)
+{
+	const struct ceil_opts *o = s->opts;
+	struct ceil_rx *rx = &s->rx;
+	uint8_t h[2 * CEIL_SHORT_LEN];
+	int r;
+
+	switch (rx->cur_type) {
+	case CEIL_T_CAPSULE_CMD: /* server side */
+		if (s->issue_ns || rx->cur_cid >= o->qd)
+			return -EPROTO;
+		if (rx->cur_opc == CEIL_OPC_READ) {
+			if (rx->data_off)
+				return -EPROTO;
+			ceil_short_hdr(h, CEIL_T_C2H_DATA, CEIL_SHORT_LEN + o->io_size);
+			le16_put(h + 8, rx->cur_cid);
+			le32_put(h + 16, o->io_size);
+			if ((r = ceil_side_add_hdr(s, rx->cur_cid, 0, h, CEIL_SHORT_LEN)) < 0 ||
+			    (r = ceil_tx_add_ref(&s->tx, ceil_data, o->io_size)) < 0)
+				return r;
+		} else if (rx->cur_opc != CEIL_OPC_WRITE || rx->data_off != o->io_size) {
+			return -EPROTO;
+		}
+		ceil_short_hdr(h, CEIL_T_CAPSULE_RESP, CEIL_SHORT_LEN);
+		le16_put(h + 8 + 12, rx->cur_cid);
+		return ceil_side_add_hdr(s, rx->cur_cid, 1, h, CEIL_SHORT_LEN);
+	case CEIL_T_C2H_DATA:
+		if (!s->issue_ns || rx->cur_cid >= o->qd || !s->busy[rx->cur_cid] ||
+		    rx->data_off != o->io_size)
+			return -EPROTO;
+		return 0;
+	case CEIL_T_CAPSULE_RESP: {
+		uint16_t cid = rx->cur_cid;
+		uint64_t lat;
+
+		if (!s->issue_ns || cid >= o->qd || !s->busy[cid])
+			return -EPROTO;
+		s->busy[cid] = 0;
+		lat = now - s->issue_ns[cid];
+		s->lat_sum_ns += lat;
+		if (lat > s->lat_max_ns)
+			s->lat_max_ns = lat;
+		s->ios++;
+		s->free_cids[s->nfree++] = cid;
+		s->t_end = now;
+		return 0;
+	}
+	default:
+		return -EPROTO;
+	}
+}
+
+/* --- sides ------------------------------------------------------------------------------ */
+
+static int ceil_side_init(struct ceil_side *s, const struct ceil_opts *o, bool client)
+{
+	unsigned iov_cap = 4 * o->qd + 8;
+	size_t scratch = (size_t)o->qd * (CEIL_CMD_LEN + 2 * CEIL_SHORT_LEN) + 256;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->opts = o;
+	s->fd = -1;
+	r = ceil_rx_init(&s->rx, o->rxbuf, o->io_size, o->verify);
+	if (!r)
+		r = ceil_tx_init(&s->tx, iov_cap, scratch, o);
+	if (!r && o->zerocopy && !(s->slots = calloc(o->qd, CEIL_CMD_LEN)))
+		r = -ENOMEM;
+	if (r || !client)
+		return r;
+	s->free_cids = calloc(o->qd, sizeof(*s->free_cids));
+	s->issue_ns = calloc(o->qd, sizeof(*s->issue_ns));
+	s->busy = calloc(o->qd, 1);
+	if (!s->free_cids || !s->issue_ns || !s->busy)
+		return -ENOMEM;
+	for (unsigned i = 0; i < o->qd; i++)
+		s->free_cids[i] = (uint16_t)(o->qd - 1 - i);
+	s->nfree = o->qd;
+	return 0;
+}
+
+static void ceil_side_free(struct ceil_side *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->rx.buf);
+	free(s->tx.iov);
+	free(s->tx.scratch);
+	free(s->free_cids);
+	free(s->issue_ns);
+	free(s->busy);
+	free(s->slots);
+}
+
+/* One recv into the receive area, then parse. Returns bytes read (0 at EOF) or -errno;
+ * -EAGAIN in poll mode when nothing was there. */
+static ssize_t ceil_side_recv(struct ceil_side *s, bool wait)
+{
+	ssize_t n;
+
+	do {
+		n = recv(s->fd, s->rx.buf, s->rx.cap, wait ? 0 : MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	s->recvs++;
+	if (n > 0) {
+		int r = ceil_rx_feed(s, s->rx.buf, (size_t)n, s->issue_ns ? ceil_now_ns() : 0);
+
+		if (r < 0)
+			return r;
+	}
+	return n;
+}
+
+static void *ceil_server_main(void *arg)
+{
+	struct ceil_side *s = arg;
+	bool wait = s->opts->mode == CEIL_MODE_BLOCK;
+	double cpu0;
+	int r = 0;
+
+	ceil_pin(s->opts->server_cpu);
+	cpu0 = ceil_thread_cpu_s();
+	for (uint64_t turn = 0;; turn++) {
+		ssize_t n = ceil_side_recv(s, wait);
+
+		if (n == 0)
+			break;
+		if (n < 0 && n != -EAGAIN) {
+			r = (int)n;
+			break;
+		}
+		if ((r = ceil_tx_flush(&s->tx, s->fd, wait)) < 0)
+			break;
+		if (!wait && (turn & 1023) == 0 && ceil_now_ns() > ceil_hard_deadline_ns) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	/* the client half-closed after its last completion: nothing can be left to send */
+	if (!r && s->tx.iov_head != s->tx.iov_cnt)
+		r = -EPROTO;
+	s->cpu_s = ceil_thread_cpu_s() - cpu0;
+	s->err = r;
+	shutdown(s->fd, SHUT_WR);
+	return NULL;
+}
+
+static int ceil_client_issue(struct ceil_side *s, uint64_t now)
+{
+	const struct ceil_opts *o = s->opts;
+	uint8_t cmd[CEIL_CMD_LEN] = { 0 };
+	bool write = o->rw == CEIL_RW_WRITE;
+	int r;
+
+	cmd[0] = CEIL_T_CAPSULE_CMD;
+	cmd[2] = CEIL_CMD_LEN;
+	cmd[3] = write ? CEIL_CMD_LEN : 0;
+	le32_put(cmd + 4, CEIL_CMD_LEN + (write ? o->io_size : 0));
+	cmd[8] = write ? CEIL_OPC_WRITE : CEIL_OPC_READ;
+	le32_put(cmd + 8 + 48, (o->io_size + 511) / 512 - 1); /* NLB, for the look of it */
+	while (s->nfree) {
+		uint16_t cid = s->free_cids[s->nfree - 1];
+
+		le16_put(cmd + 10, cid);
+		if ((r = ceil_side_add_hdr(s, cid, 0, cmd, sizeof(cmd))) < 0)
+			return r;
+		if (write && (r = ceil_tx_add_ref(&s->tx, ceil_data, o->io_size)) < 0)
+			return r;
+		s->nfree--;
+		s->busy[cid] = 1;
+		s->issue_ns[cid] = now;
+	}
+	return 0;
+}
+
+static void *ceil_client_main(void *arg)
+{
+	struct ceil_side *s = arg;
+	const struct ceil_opts *o = s->opts;
+	bool wait = o->mode == CEIL_MODE_BLOCK;
+	uint64_t deadline;
+	bool stopping = false;
+	double cpu0;
+	int r = 0;
+
+	ceil_pin(o->client_cpu);
+	cpu0 = ceil_thread_cpu_s();
+	s->t_start = s->t_end = ceil_now_ns();
+	deadline = s->t_start + (uint64_t)(o->seconds * 1e9);
+	for (;;) {
+		uint64_t now = ceil_now_ns();
+		ssize_t n;
+
+		if (now >= deadline)
+			stopping = true;
+		if (stopping && s->nfree == o->qd)
+			break;
+		if (now > ceil_hard_deadline_ns) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		if (!stopping && s->nfree && (r = ceil_client_issue(s, now)) < 0)
+			break;
+		if ((r = ceil_tx_flush(&s->tx, s->fd, wait)) < 0)
+			break;
+		n = ceil_side_recv(s, wait);
+		if (n == 0) {
+			r = -ECONNRESET; /* the server must not close first */
+			break;
+		}
+		if (n < 0 && n != -EAGAIN) {
+			r = (int)n;
+			break;
+		}
+		r = 0;
+	}
+	s->cpu_s = ceil_thread_cpu_s() - cpu0;
+	s->err = r;
+	shutdown(s->fd, SHUT_WR);
+	return NULL;
+}
+
+/* --- setup ------------------------------------------------------------------------------ */
+
+static int ceil_sock_tune(int fd, const struct ceil_opts *o, bool *busy_poll_ok)
+{
+	int one = 1;
+
+	if (o->sockbuf > 0) {
+		/* FORCE variants pass rmem_max/wmem_max when we have CAP_NET_ADMIN */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &o->sockbuf, sizeof(int)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sockbuf, sizeof(int));
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &o->sockbuf, sizeof(int)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->sockbuf, sizeof(int));
+	}
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		return -errno;
+	if (o->zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)) < 0)
+		return -errno;
+	if (o->mode == CEIL_MODE_POLL) {
+		int usec = 50;
+
+		*busy_poll_ok = setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usec, sizeof(usec)) == 0;
+	}
+	return 0;
+}
+
+/* Connects client to server over 127.0.0.1 (and nothing else). Returns 0 or -errno. */
+static int ceil_connect(struct ceil_side *cl, struct ceil_side *sv, const struct ceil_opts *o,
+			bool *busy_poll_ok)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	struct pollfd pfd;
+	int lfd, r, one = 1;
+
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return -errno;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* buffer sizes must be set before the handshake to get the window scale */
+	if ((r = ceil_sock_tune(lfd, o, busy_poll_ok)) < 0)
+		goto close_listen;
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 1) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &alen) < 0) {
+		r = -errno;
+		goto close_listen;
+	}
+	cl->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cl->fd < 0) {
+		r = -errno;
+		goto close_listen;
+	}
+	if ((r = ceil_sock_tune(cl->fd, o, busy_poll_ok)) < 0)
+		goto close_listen;
+	if (connect(cl->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		r = -errno;
+		goto close_listen;
+	}
+	pfd = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	if (poll(&pfd, 1, 5000) != 1) {
+		r = -ETIMEDOUT;
+		goto close_listen;
+	}
+	sv->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (sv->fd < 0) {
+		r = -errno;
+		goto close_listen;
+	}
+	/* accepted sockets inherit buffers and options except these */
+	r = ceil_sock_tune(sv->fd, o, busy_poll_ok);
+close_listen:
+	close(lfd);
+	return r;
+}
+
+/* --- options and report ----------------------------------------------------------------- */
+
+static void ceil_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ceiling [options]\n"
+		"  -w, --rw read|write|randread|randwrite   workload (default randread)\n"
+		"  -o, --io-size BYTES   I/O size, suffix k/m allowed (default 4096)\n"
+		"  -q, --qd N            I/Os outstanding, 1..%d (default 32)\n"
+		"  -t, --seconds S       run time, fractions allowed (default 10)\n"
+		"  -m, --mode block|poll blocking sockets, or non-blocking spinning (default block)\n"
+		"      --busy-poll       same as --mode poll\n"
+		"      --zerocopy        MSG_ZEROCOPY for sends of at least --zc-min bytes\n"
+		"      --zc-min BYTES    (default 65536)\n"
+		"      --sockbuf BYTES   SO_SNDBUF/SO_RCVBUF, 0 = kernel autotuning (default 4m)\n"
+		"      --rxbuf BYTES     bytes per recv() (default: 256k, or 2 x QD x I/O size)\n"
+		"      --server-cpu N    pin the server thread (default 0, -1 = no pinning)\n"
+		"      --client-cpu N    pin the client thread (default 1, -1 = no pinning)\n"
+		"      --verify          check every payload byte\n"
+		"      --json            one JSON object on stdout\n"
+		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
+		CEIL_MAX_QD);
+}
+
+static int ceil_parse_size(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		v <<= 10, end++;
+	else if (*end == 'm' || *end == 'M')
+		v <<= 20, end++;
+	if (*end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
+{
+	enum { OPT_BUSY = 256, OPT_ZC, OPT_ZC_MIN, OPT_SOCKBUF, OPT_RXBUF, OPT_SCPU, OPT_CCPU,
+	       OPT_VERIFY, OPT_JSON, OPT_TAP };
+	static const struct option lo[] = {
+		{ "rw", required_argument, NULL, 'w' },
+		{ "io-size", required_argument, NULL, 'o' },
+		{ "qd", required_argument, NULL, 'q' },
+		{ "seconds", required_argument, NULL, 't' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "busy-poll", no_argument, NULL, OPT_BUSY },
+		{ "zerocopy", no_argument, NULL, OPT_ZC },
+		{ "zc-min", required_argument, NULL, OPT_ZC_MIN },
+		{ "sockbuf", required_argument, NULL, OPT_SOCKBUF },
+		{ "rxbuf", required_argument, NULL, OPT_RXBUF },
+		{ "server-cpu", required_argument, NULL, OPT_SCPU },
+		{ "client-cpu", required_argument, NULL, OPT_CCPU },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "tap", no_argument, NULL, OPT_TAP },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	char *end;
+	int c;
+
+	*o = (struct ceil_opts){ .mode = CEIL_MODE_BLOCK, .rw = CEIL_RW_READ, .io_size = 4096,
+				 .qd = 32, .seconds = 10, .server_cpu = 0, .client_cpu = 1,
+				 .zc_min = 65536, .sockbuf = 4 << 20 };
+	while ((c = getopt_long(argc, argv, "w:o:q:t:m:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			if (!strcmp(optarg, "read") || !strcmp(optarg, "randread"))
+				o->rw = CEIL_RW_READ;
+			else if (!strcmp(optarg, "write") || !strcmp(optarg, "randwrite"))
+				o->rw = CEIL_RW_WRITE;
+			else
+				return -EINVAL;
+			break;
+		case 'o':
+			if (ceil_parse_size(optarg, CEIL_MAX_IO, &v) || !v)
+				return -EINVAL;
+			o->io_size = (uint32_t)v;
+			break;
+		case 'q':
+			if (ceil_parse_size(optarg, CEIL_MAX_QD, &v) || !v)
+				return -EINVAL;
+			o->qd = (uint32_t)v;
+			break;
+		case 't':
+			o->seconds = strtod(optarg, &end);
+			if (*end || !(o->seconds >= 0.01 && o->seconds <= 3600))
+				return -EINVAL;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "block"))
+				o->mode = CEIL_MODE_BLOCK;
+			else if (!strcmp(optarg, "poll"))
+				o->mode = CEIL_MODE_POLL;
+			else
+				return -EINVAL;
+			break;
+		case OPT_BUSY:
+			o->mode = CEIL_MODE_POLL;
+			break;
+		case OPT_ZC:
+			o->zerocopy = true;
+			break;
+		case OPT_ZC_MIN:
+			if (ceil_parse_size(optarg, UINT32_MAX, &v))
+				return -EINVAL;
+			o->zc_min = (uint32_t)v;
+			break;
+		case OPT_SOCKBUF:
+			if (ceil_parse_size(optarg, 1u << 30, &v))
+				return -EINVAL;
+			o->sockbuf = (int)v;
+			break;
+		case OPT_RXBUF:
+			if (ceil_parse_size(optarg, 1u << 30, &v) || v < 4096)
+				return -EINVAL;
+			o->rxbuf = (uint32_t)v;
+			break;
+		case OPT_SCPU:
+		case OPT_CCPU:
+			v = (uint64_t)strtol(optarg, &end, 10);
+			if (*end || (int)v < -1 || (int)v >= CPU_SETSIZE)
+				return -EINVAL;
+			*(c == OPT_SCPU ? &o->server_cpu : &o->client_cpu) = (int)v;
+			break;
+		case OPT_VERIFY:
+			o->verify = true;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_TAP:
+			o->tap = o->verify = true;
+			break;
+		case 'h':
+			ceil_usage(stdout);
+			exit(0);
+		default:
+			return -EINVAL;
+		}
+	}
+	if (optind != argc)
+		return -EINVAL;
+	if (!o->rxbuf) {
+		uint64_t want = 2ull * o->qd * (o->io_size + 2 * CEIL_SHORT_LEN);
+
+		o->rxbuf = want < (256u << 10) ? 256u << 10 : want > (4u << 20) ? 4u << 20 : (uint32_t)want;
+	}
+	return 0;
+}
+
+static const char *const ceil_mode_name[CEIL_MODE_COUNT] = { "block", "poll" };
+static const char *const ceil_rw_name[CEIL_RW_COUNT] = { "read", "write" };
+
+/* Checks the byte counts both ends saw against what NVMe/TCP would move for the I/Os done. */
+static int ceil_check(const struct ceil_side *cl, const struct ceil_side *sv,
+		      const struct ceil_opts *o, char *why, size_t whylen)
+{
+	bool rd = o->rw == CEIL_RW_READ;
+	uint64_t c2s = cl->ios * (CEIL_CMD_LEN + (rd ? 0 : o->io_size));
+	uint64_t s2c = cl->ios * (CEIL_SHORT_LEN + (rd ? CEIL_SHORT_LEN + o->io_size : 0));
+
+	if (cl->err || sv->err)
+		snprintf(why, whylen, "client: %s, server: %s", strerror(-cl->err),
+			 strerror(-sv->err));
+	else if (!cl->ios)
+		snprintf(why, whylen, "no I/O completed");
+	else if (cl->tx.bytes != c2s || sv->rx.bytes != c2s)
+		snprintf(why, whylen, "client->server bytes: sent %" PRIu64 ", received %" PRIu64
+			 ", expected %" PRIu64, cl->tx.bytes, sv->rx.bytes, c2s);
+	else if (sv->tx.bytes != s2c || cl->rx.bytes != s2c)
+		snprintf(why, whylen, "server->client bytes: sent %" PRIu64 ", received %" PRIu64
+			 ", expected %" PRIu64, sv->tx.bytes, cl->rx.bytes, s2c);
+	else if (cl->rx.verify_errors || sv->rx.verify_errors)
+		snprintf(why, whylen, "%" PRIu64 " payload bytes differ from the pattern",
+			 cl->rx.verify_errors + sv->rx.verify_errors);
+	else
+		return 0;
+	return -EIO;
+}
+
+static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
+			const struct ceil_opts *o, bool busy_poll_ok)
+{
+	double secs = (double)(cl->t_end - cl->t_start) / 1e9;
+	double iops = secs > 0 ? (double)cl->ios / secs : 0;
+	double mbps = iops * o->io_size / 1e6;
+	double lat_us = cl->ios ? (double)cl->lat_sum_ns / (double)cl->ios / 1e3 : 0;
+	double mio = (double)cl->ios / 1e6;
+	double sv_per_mio = mio > 0 ? sv->cpu_s / mio : 0;
+	double cl_per_mio = mio > 0 ? cl->cpu_s / mio : 0;
+
+	if (o->json) {
+		printf("{\"tool\":\"ceiling\",\"mode\":\"%s\",\"rw\":\"%s\",\"io_size\":%" PRIu32
+		       ",\"qd\":%" PRIu32 ",\"seconds\":%.3f,\"ios\":%" PRIu64
+		       ",\"iops\":%.0f,\"mbps\":%.1f,\"avg_lat_us\":%.2f,\"max_lat_us\":%.1f"
+		       ",\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f"
+		       ",\"server_cpu_s_per_mio\":%.3f,\"client_cpu_s_per_mio\":%.3f"
+		       ",\"server_sendmsgs\":%" PRIu64 ",\"server_recvs\":%" PRIu64
+		       ",\"client_sendmsgs\":%" PRIu64 ",\"client_recvs\":%" PRIu64
+		       ",\"zerocopy\":%s,\"zc_sends\":%" PRIu64 ",\"zc_copied\":%" PRIu64
+		       ",\"sockbuf\":%d,\"rxbuf\":%" PRIu32 ",\"busy_poll_sockopt\":%s"
+		       ",\"server_cpu\":%d,\"client_cpu\":%d}\n",
+		       ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd, secs,
+		       cl->ios, iops, mbps, lat_us, (double)cl->lat_max_ns / 1e3, cl->cpu_s,
+		       sv->cpu_s, sv_per_mio, cl_per_mio, sv->tx.sendmsgs, sv->recvs,
+		       cl->tx.sendmsgs, cl->recvs, o->zerocopy ? "true" : "false",
+		       sv->tx.zc_sends + cl->tx.zc_sends, sv->tx.zc_copied + cl->tx.zc_copied,
+		       o->sockbuf, o->rxbuf, busy_poll_ok ? "true" : "false", o->server_cpu,
+		       o->client_cpu);
+		return;
+	}
+	printf("%sceiling %s %s %" PRIu32 " B QD%" PRIu32 ": %.0f IOPS, %.1f MB/s, avg %.2f us "
+	       "(max %.1f us) over %.2f s\n",
+	       o->tap ? "# " : "", ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd,
+	       iops, mbps, lat_us, (double)cl->lat_max_ns / 1e3, secs);
+	printf("%s  CPU: client %.3f s, server %.3f s (%.3f s per million I/Os); "
+	       "sendmsg/recv: server %" PRIu64 "/%" PRIu64 ", client %" PRIu64 "/%" PRIu64 "\n",
+	       o->tap ? "# " : "", cl->cpu_s, sv->cpu_s, sv_per_mio, sv->tx.sendmsgs, sv->recvs,
+	       cl->tx.sendmsgs, cl->recvs);
+	if (o->zerocopy)
+		printf("%s  zero-copy sends %" PRIu64 " (kernel copied %" PRIu64 ")\n",
+		       o->tap ? "# " : "", sv->tx.zc_sends + cl->tx.zc_sends,
+		       sv->tx.zc_copied + cl->tx.zc_copied);
+}
+
+int main(int argc, char **argv)
+{
+	struct ceil_opts o;
+	struct ceil_side cl, sv;
+	pthread_t tc, ts;
+	bool busy_poll_ok = false;
+	char why[256];
+	int r;
+
+	memset(&cl, 0, sizeof(cl));
+	memset(&sv, 0, sizeof(sv));
+	cl.fd = sv.fd = -1;
+	if (ceil_parse_opts(argc, argv, &o) < 0) {
+		ceil_usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, ceil_on_alarm);
+	alarm((unsigned)o.seconds + 2 * CEIL_GRACE_S);
+	ceil_hard_deadline_ns = ceil_now_ns() + (uint64_t)((o.seconds + CEIL_GRACE_S) * 1e9);
+
+	ceil_data = aligned_alloc(4096, ((size_t)o.io_size + 4095) & ~(size_t)4095);
+	r = ceil_data ? 0 : -ENOMEM;
+	if (!r)
+		for (uint32_t i = 0; i < o.io_size; i++)
+			ceil_data[i] = ceil_pattern(i);
+	if (!r)
+		r = ceil_side_init(&cl, &o, true);
+	if (!r)
+		r = ceil_side_init(&sv, &o, false);
+	if (!r)
+		r = ceil_connect(&cl, &sv, &o, &busy_poll_ok);
+	if (r) {
+		fprintf(stderr, "ceiling: setup: %s\n", strerror(-r));
+		goto out;
+	}
+	if ((r = -pthread_create(&ts, NULL, ceil_server_main, &sv)) < 0) {
+		fprintf(stderr, "ceiling: thread: %s\n", strerror(-r));
+		goto out;
+	}
+	if ((r = -pthread_create(&tc, NULL, ceil_client_main, &cl)) < 0) {
+		fprintf(stderr, "ceiling: thread: %s\n", strerror(-r));
+		shutdown(cl.fd, SHUT_RDWR);
+		pthread_join(ts, NULL);
+		goto out;
+	}
+	pthread_join(tc, NULL);
+	pthread_join(ts, NULL);
+	r = ceil_check(&cl, &sv, &o, why, sizeof(why));
+	ceil_report(&cl, &sv, &o, busy_poll_ok);
+	if (o.tap) {
+		if (r)
+			printf("# %s\n", why);
+		printf("%sok 1 - ceiling smoke\n1..1\n", r ? "not " : "");
+	} else if (r) {
+		fprintf(stderr, "ceiling: %s\n", why);
+	}
+out:
+	ceil_side_free(&cl);
+	ceil_side_free(&sv);
+	free(ceil_data);
+	return r ? 1 : 0;
+}

@@ -1,0 +1,61 @@
+/* Shared pieces of the nvtcp command-line tool: transport options, help text, errors.
+ * Layer: tools (uses only include/nvtcp/). */
+#ifndef NVTCP_TOOLS_CLI_UTIL_H
+#define NVTCP_TOOLS_CLI_UTIL_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nvtcp/host.h"
+
+/* Long-option ids of the shared transport options (beyond single letters). */
+enum cli_opt {
+	CLI_OPT_HOSTNQN = 1000,
+	CLI_OPT_HDGST,
+	CLI_OPT_DDGST,
+	CLI_OPT_JSON,
+	CLI_OPT_HELP,
+	CLI_OPT_BUSY_POLL,
+	CLI_OPT_VERIFY,
+	CLI_OPT_QUEUES,
+	CLI_OPT_KATO,
+	CLI_OPT_COUNT
+};
+
+#define CLI_TRANSPORT_LONGOPTS                                                               \
+	{"traddr", required_argument, NULL, 'a'}, {"trsvcid", required_argument, NULL, 's'}, \
+		{"nqn", required_argument, NULL, 'n'},                                       \
+		{"hostnqn", required_argument, NULL, CLI_OPT_HOSTNQN},                       \
+		{"hdr-digest", no_argument, NULL, CLI_OPT_HDGST},                            \
+		{"data-digest", no_argument, NULL, CLI_OPT_DDGST},                           \
+		{"help", no_argument, NULL, CLI_OPT_HELP},                                   \
+	{                                                                                    \
+		"json", no_argument, NULL, CLI_OPT_JSON                                      \
+	}
+
+#define CLI_TRANSPORT_HELP                                                                        \
+	"Transport options:\n"                                                                    \
+	"  -a, --traddr ADDR     target address (IPv4, IPv6 or host name); required\n"            \
+	"  -s, --trsvcid PORT    target TCP port (default 4420)\n"                                \
+	"  -n, --nqn NQN         subsystem NQN (default: the discovery NQN)\n"                    \
+	"      --hostnqn NQN     host NQN (default: /etc/nvme/hostnqn, else generated once and\n" \
+	"                        kept in ~/.config/nvtcp/hostnqn)\n"                              \
+	"      --hdr-digest      ask for CRC32C header digests\n"                                 \
+	"      --data-digest     ask for CRC32C data digests\n"
+
+/* Handle a transport option; returns true if opt was one. */
+bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json);
+/* Parse an unsigned number with an optional k/m/g (binary) suffix; exits with a message on
+ * error. */
+uint64_t cli_parse_size(const char *what, const char *s);
+uint64_t cli_parse_u64(const char *what, const char *s);
+/* Print "nvtcp CMD: message" to stderr and exit(1). */
+void cli_die(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+/* Connect (with io queues) or die with the library's explanation. */
+struct nvtcp_ctrl *cli_connect(const char *cmd, struct nvtcp_ctrl_opts *o);
+
+int perf_main(int argc, char **argv);
+void perf_usage(void);
+
+#endif
