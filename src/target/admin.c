@@ -190,9 +190,34 @@ static void admin_identify_desc_list(struct tgt_req *req)
 	admin_complete(req, 0);
 }
 
+/* CNS 05h/06h for the NVM command set (CSI 0): every field 0, "no limit reported", as the
+ * Linux target answers. Linux hosts ask for 06h on controllers reporting 1.3 or later. */
+static void admin_identify_csi(struct tgt_req *req, bool ns)
+{
+	static const uint8_t zero[4096];
+	uint32_t nsid = le32_get(req->sqe.nsid);
+
+	if ((cdw(req->sqe.cdw11) >> 24) != 0) {
+		admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_FIELD));
+		return;
+	}
+	if (ns && !tgt_subsys_ns(req->queue->ctrl->subsys, nsid)) {
+		admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_NS));
+		return;
+	}
+	tgt_req_fill(req, zero, sizeof(zero), 0);
+	admin_complete(req, 0);
+}
+
 static void admin_identify(struct tgt_req *req)
 {
 	switch (cdw(req->sqe.cdw10) & 0xff) {
+	case 0x05:
+		admin_identify_csi(req, true);
+		break;
+	case 0x06:
+		admin_identify_csi(req, false);
+		break;
 	case NVME_CNS_NS:
 		admin_identify_ns(req);
 		break;
@@ -344,6 +369,16 @@ static void admin_log_changed_ns(struct tgt_req *req)
 	free(page);
 }
 
+/* Firmware slot information: one read-only slot, active, holding the nvtcp version. */
+static void admin_log_fw_slot(struct tgt_req *req)
+{
+	uint8_t log[512] = {0};
+
+	log[0] = 1; /* AFI: slot 1 active */
+	admin_pad((char *)&log[8], 8, TGT_FIRMWARE_REV);
+	admin_log_send(req, log, sizeof(log));
+}
+
 static void admin_get_log_page(struct tgt_req *req)
 {
 	switch (cdw(req->sqe.cdw10) & 0xff) {
@@ -355,6 +390,9 @@ static void admin_get_log_page(struct tgt_req *req)
 		break;
 	case NVME_LOG_CHANGED_NS:
 		admin_log_changed_ns(req);
+		break;
+	case NVME_LOG_FW_SLOT:
+		admin_log_fw_slot(req);
 		break;
 	default:
 		admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_FIELD));
@@ -437,7 +475,11 @@ void tgt_admin_set_features(struct tgt_req *req)
 			ctrl->err_recovery = cdw11 & 0xffff;
 		break;
 	case NVME_FEAT_VOLATILE_WC:
-		atomic_store(&ctrl->vwc_enabled, (cdw11 & 1) != 0);
+		/* Only a controller that reports a volatile write cache supports the feature. */
+		if (!admin_subsys_has_vwc(ctrl->subsys))
+			status = TGT_GENERIC(NVME_SC_INVALID_FIELD);
+		else
+			atomic_store(&ctrl->vwc_enabled, (cdw11 & 1) != 0);
 		break;
 	case NVME_FEAT_NUM_QUEUES: {
 		uint32_t nsq = (cdw11 & 0xffff) + 1, ncq = (cdw11 >> 16) + 1;
@@ -524,6 +566,10 @@ void tgt_admin_get_features(struct tgt_req *req)
 		val = dflt ? 0 : ctrl->err_recovery;
 		break;
 	case NVME_FEAT_VOLATILE_WC:
+		if (!admin_subsys_has_vwc(ctrl->subsys)) {
+			admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_FIELD));
+			return;
+		}
 		val = dflt ? 1 : atomic_load(&ctrl->vwc_enabled);
 		break;
 	case NVME_FEAT_NUM_QUEUES: {

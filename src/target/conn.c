@@ -10,6 +10,7 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -90,6 +91,8 @@ struct tgt_conn {
 	unsigned nr_blocks;
 	struct list_head free_reqs;
 	unsigned nr_core;	 /* requests in TGT_CREQ_EXEC */
+	unsigned nr_busy;	 /* slots not free */
+	uint64_t transitions;	 /* request state changes (statistics) */
 	struct tgt_creq *rx_req; /* request whose data the PDU being received carries */
 
 	/* R2T flow control */
@@ -111,6 +114,32 @@ struct tgt_conn {
 	struct stream_tx icresp_tx;
 	struct list_head entry; /* in ct->conns */
 };
+
+/* Request transitions (anything else is a bug of ours, not of the peer):
+ *   FREE     -> CAPSULE   [tgt_conn_capsule_header]  CapsuleCmd header received
+ *   CAPSULE  -> R2T_WAIT  [tgt_creq_dispatch]        write needing data from the host
+ *   CAPSULE  -> EXEC      [tgt_creq_execute/fail]    data complete, or the command failed
+ *   R2T_WAIT -> H2C       [tgt_creq_send_r2t]        an R2T slot freed up (MAXR2T)
+ *   H2C      -> EXEC      [tgt_conn_h2c_done]        last H2CData byte received
+ *   EXEC     -> SEND      [tgt_conn_req_complete]    the core completed it
+ *   SEND     -> FREE      [tgt_creq_tx_done]         last send completed
+ *   CAPSULE, R2T_WAIT, H2C -> FREE [tgt_conn_close]  connection closed, nothing in flight */
+static const bool tgt_creq_allowed[TGT_CREQ_STATE_COUNT][TGT_CREQ_STATE_COUNT] = {
+	[TGT_CREQ_FREE] = {[TGT_CREQ_CAPSULE] = true},
+	[TGT_CREQ_CAPSULE] =
+		{[TGT_CREQ_R2T_WAIT] = true, [TGT_CREQ_EXEC] = true, [TGT_CREQ_FREE] = true},
+	[TGT_CREQ_R2T_WAIT] = {[TGT_CREQ_H2C] = true, [TGT_CREQ_FREE] = true},
+	[TGT_CREQ_H2C] = {[TGT_CREQ_EXEC] = true, [TGT_CREQ_FREE] = true},
+	[TGT_CREQ_EXEC] = {[TGT_CREQ_SEND] = true},
+	[TGT_CREQ_SEND] = {[TGT_CREQ_FREE] = true},
+};
+
+static void tgt_creq_set_state(struct tgt_creq *r, enum tgt_creq_state to)
+{
+	assert(tgt_creq_allowed[r->state][to]);
+	r->conn->transitions++;
+	r->state = to;
+}
 
 static void tgt_conn_req_complete(struct tgt_req *req);
 static void tgt_conn_disconnect(struct tgt_queue *q);
@@ -141,11 +170,13 @@ static const char *tgt_conn_name(const struct tgt_conn *c)
 
 /* ---- request slots ---------------------------------------------------------------------- */
 
+/* Commands the host may have outstanding: SQSIZE once connected (the Linux host keeps that
+ * many tags), the admin depth before Connect. */
 static unsigned tgt_conn_depth_limit(const struct tgt_conn *c)
 {
 	unsigned limit = TGT_ADMIN_QUEUE_DEPTH;
 
-	if (c->queue.connected && c->queue.sqsize > limit)
+	if (c->queue.connected && c->queue.sqsize)
 		limit = c->queue.sqsize;
 	return MIN(limit, (unsigned)TGT_MAX_QUEUE_DEPTH);
 }
@@ -183,10 +214,13 @@ static struct tgt_creq *tgt_creq_get(struct tgt_conn *c)
 {
 	struct tgt_creq *r;
 
+	if (c->nr_busy >= tgt_conn_depth_limit(c))
+		return NULL;
 	if (list_empty(&c->free_reqs) && tgt_conn_grow_slots(c) < 0)
 		return NULL;
 	r = list_first_entry(&c->free_reqs, struct tgt_creq, entry);
 	list_del(&r->entry);
+	c->nr_busy++;
 	r->xport_status = 0;
 	r->xport_dnr = false;
 	r->init_failed = false;
@@ -220,8 +254,9 @@ static void tgt_creq_free(struct tgt_creq *r)
 	struct tgt_conn *c = r->conn;
 
 	tgt_creq_release_buf(r);
-	r->state = TGT_CREQ_FREE;
+	tgt_creq_set_state(r, TGT_CREQ_FREE);
 	list_add(&r->entry, &c->free_reqs);
+	c->nr_busy--;
 	if (c->state == TGT_CONN_CLOSING)
 		loop_defer(c->loop, &c->reap_work);
 }
@@ -333,7 +368,7 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	struct stream_tx *tx = &r->tx[0];
 	size_t n;
 
-	r->state = TGT_CREQ_H2C;
+	tgt_creq_set_state(r, TGT_CREQ_H2C);
 	c->r2t_active++;
 	/* one R2T for the whole transfer (as SPDK does); the host splits it by MAXH2CDATA */
 	n = pdu_build_r2t(r->hdr[0], le16_get(r->req.sqe.cid), r->ttag, 0, r->req.data_len,
@@ -396,7 +431,7 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 
 	if (r->state == TGT_CREQ_EXEC)
 		c->nr_core--;
-	r->state = TGT_CREQ_SEND;
+	tgt_creq_set_state(r, TGT_CREQ_SEND);
 	if (c->state == TGT_CONN_CLOSING) {
 		tgt_creq_try_free(r);
 		return;
@@ -419,7 +454,7 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 
 static void tgt_creq_execute(struct tgt_creq *r)
 {
-	r->state = TGT_CREQ_EXEC;
+	tgt_creq_set_state(r, TGT_CREQ_EXEC);
 	r->conn->nr_core++;
 	r->req.execute(&r->req);
 }
@@ -427,7 +462,7 @@ static void tgt_creq_execute(struct tgt_creq *r)
 /* The command failed before execution: complete it through the core (CQE sqhd/cid). */
 static void tgt_creq_fail(struct tgt_creq *r)
 {
-	r->state = TGT_CREQ_EXEC; /* the core owns it until it calls complete */
+	tgt_creq_set_state(r, TGT_CREQ_EXEC); /* the core owns it until it calls complete */
 	r->conn->nr_core++;
 	if (r->xport_status)
 		tgt_req_complete_status(&r->req, r->xport_status, r->xport_dnr);
@@ -454,7 +489,7 @@ static void tgt_creq_dispatch(struct tgt_creq *r)
 		tgt_creq_fail(r);
 	} else if (r->req.xfer == TGT_XFER_TO_CTRL && !r->req.incapsule && r->req.data_len > 0 &&
 		   r->h2c_done < r->req.data_len) {
-		r->state = TGT_CREQ_R2T_WAIT;
+		tgt_creq_set_state(r, TGT_CREQ_R2T_WAIT);
 		list_add_tail(&r->entry, &c->r2t_wait);
 		tgt_conn_start_r2t(c);
 	} else {
@@ -494,7 +529,7 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 		return tgt_conn_fatal(c, WIRE_FES_PDU_SEQUENCE, 0, "command beyond queue depth");
 	}
 	memcpy(&r->req.sqe, &hdr->cmd.sqe, sizeof(r->req.sqe));
-	r->state = TGT_CREQ_CAPSULE;
+	tgt_creq_set_state(r, TGT_CREQ_CAPSULE);
 	c->rx_req = r;
 	tgt_queue_touch(&c->queue);
 	log_debug("%s: CapsuleCmd cid %u opc %#x ttag %u incapsule %u", tgt_conn_name(c),

@@ -69,7 +69,7 @@ struct tgt_ctrl {
 	/* registers (written on the admin thread under ctrl->lock) */
 	uint32_t cc;
 	uint32_t csts;
-	unsigned shutdown_flushes;  /* flushes left before SHST = complete */
+	bool shutdown_running;	    /* flush chain in progress (admin thread) */
 	struct tgt_ns *shutdown_ns; /* namespace being flushed */
 	struct nvtcp_bio shutdown_bio;
 

@@ -359,8 +359,11 @@ static void ctrl_shutdown_next(struct tgt_ctrl *ctrl)
 		log_warn("ctrl %u: cannot flush nsid %u at shutdown", ctrl->cntlid, ns->nsid);
 	}
 	pthread_mutex_lock(&ctrl->lock);
-	ctrl->csts = (ctrl->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_CMPLT;
+	/* A reset during the flushes already cleared CSTS: nothing to report then. */
+	if (ctrl->cc & NVME_CC_SHN_MASK)
+		ctrl->csts = (ctrl->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_CMPLT;
 	ctrl->shutdown_ns = NULL;
+	ctrl->shutdown_running = false;
 	pthread_mutex_unlock(&ctrl->lock);
 }
 
@@ -413,8 +416,10 @@ void tgt_ctrl_write_cc(struct tgt_ctrl *ctrl, uint32_t cc)
 		ctrl_reset_features(ctrl);
 		tgt_ctrl_disconnect_queues(ctrl, 1);
 	}
-	if (start_shutdown) {
+	/* One flush chain at a time: its bio is the controller's. */
+	if (start_shutdown && !ctrl->shutdown_running) {
 		log_info("ctrl %u (%s): shutdown", ctrl->cntlid, ctrl->subsys->nqn);
+		ctrl->shutdown_running = true;
 		ctrl->shutdown_ns = NULL;
 		ctrl_shutdown_next(ctrl);
 	}

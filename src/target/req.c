@@ -28,6 +28,10 @@ uint16_t tgt_req_parse_sgl(struct tgt_req *req, uint32_t incapsule_len, uint32_t
 	memset(&req->cqe, 0, sizeof(req->cqe));
 	req->data_len = 0;
 	req->incapsule = false;
+	/* No data: Linux nvmet ignores a zero-length SGL whatever its type, and some hosts send
+	 * all zeroes for commands without data (Keep Alive, Flush). */
+	if (len == 0 && incapsule_len == 0)
+		return 0;
 	switch (sgl->type) {
 	case WIRE_SGL_TYPE_DATA_BLOCK_OFFSET:
 		if (addr != 0)
@@ -128,9 +132,17 @@ void tgt_req_complete_status(struct tgt_req *req, uint16_t status, bool dnr)
 
 void tgt_queue_touch(struct tgt_queue *q)
 {
-	if (q->ctrl)
-		atomic_store_explicit(&q->ctrl->last_activity_ms, tgt_now_ms(),
-				      memory_order_relaxed);
+	struct tgt_ctrl *ctrl = q->ctrl;
+	uint64_t now, last;
+
+	if (!ctrl)
+		return;
+	/* Every I/O thread touches the same controller: write the shared line only when the
+	 * value moves by more than the timer could notice (KAS is 1 s). */
+	now = tgt_now_ms();
+	last = atomic_load_explicit(&ctrl->last_activity_ms, memory_order_relaxed);
+	if (now - last >= 10)
+		atomic_store_explicit(&ctrl->last_activity_ms, now, memory_order_relaxed);
 }
 
 size_t tgt_req_copy_to(struct tgt_req *req, size_t offset, const void *src, size_t len)

@@ -777,7 +777,7 @@ static void test_term_queue_depth(void)
 	stop();
 }
 
-static void test_queue_grows_after_connect(void)
+static void test_queue_depth_follows_connect(void)
 {
 	struct wire_sqe sqe;
 
@@ -792,6 +792,20 @@ static void test_queue_grows_after_connect(void)
 		TAP_CHECK_EQ(recv_pdu(), WIRE_PDU_R2T);
 	TAP_CHECK(quiet_for(50));
 	sqe_rw(&sqe, NVME_IO_WRITE, 999, 0, 4096, false);
+	send_cmd(&sqe, NULL, 0, false);
+	expect_term(WIRE_FES_PDU_SEQUENCE, 0);
+	stop();
+
+	/* a queue smaller than the preallocated admin depth is enforced too */
+	start(NULL);
+	icreq(0, false, false, 7);
+	connect_cmd(1, 1, 4, false);
+	for (int i = 0; i < 4; i++) {
+		sqe_rw(&sqe, NVME_IO_WRITE, (uint16_t)(10 + i), 0, 4096, false);
+		send_cmd(&sqe, NULL, 0, false);
+		TAP_CHECK_EQ(recv_pdu(), WIRE_PDU_R2T);
+	}
+	sqe_rw(&sqe, NVME_IO_WRITE, 20, 0, 4096, false);
 	send_cmd(&sqe, NULL, 0, false);
 	expect_term(WIRE_FES_PDU_SEQUENCE, 0);
 	stop();
@@ -950,7 +964,7 @@ int main(void)
 	TAP_RUN(test_term_h2c_bad_cccid);
 	TAP_RUN(test_term_h2c_out_of_range);
 	TAP_RUN(test_term_queue_depth);
-	TAP_RUN(test_queue_grows_after_connect);
+	TAP_RUN(test_queue_depth_follows_connect);
 	TAP_RUN(test_icreq_timeout);
 	TAP_RUN(test_half_header_timeout);
 	TAP_RUN(test_idle_between_pdus_is_fine);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/le.h"
 #include "tap.h"
@@ -551,6 +552,14 @@ static void test_identify(void)
 	TAP_CHECK_EQ(R->buf[45], 0);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 2, NVME_CNS_NS_DESC_LIST, 0, 4096),
 		     GEN(NVME_SC_INVALID_NS));
+	/* Command-set specific structures of the NVM command set: zeroes. */
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, 0x06, 0, 4096), 0);
+	TAP_CHECK_MEM(R->buf, zero, 4096);
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 1, 0x05, 0, 4096), 0);
+	TAP_CHECK_MEM(R->buf, zero, 4096);
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 2, 0x05, 0, 4096), GEN(NVME_SC_INVALID_NS));
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, 0x06, 2u << 24, 4096),
+		     GEN(NVME_SC_INVALID_FIELD));
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, 0x10, 0, 4096),
 		     GEN(NVME_SC_INVALID_FIELD));
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, NVME_CNS_CTRL, 0, 512),
@@ -604,12 +613,11 @@ static void test_features(void)
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_ASYNC_EVENT, 0, 0), 0);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_ASYNC_EVENT, 0, 0), 0);
 	TAP_CHECK_EQ(dw0(), 0);
-	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
-	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
-	TAP_CHECK_EQ(dw0(), 0);
-	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 1, 0), 0);
-	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
-	TAP_CHECK_EQ(dw0(), 1);
+	/* Memory namespaces report no volatile write cache, so the feature is not supported. */
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0),
+		     GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0),
+		     GEN(NVME_SC_INVALID_FIELD));
 	TAP_CHECK_EQ(
 		admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_ARBITRATION, 0x03020107, 0), 0);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_ARBITRATION, 0, 0), 0);
@@ -846,10 +854,6 @@ static void test_io(void)
 		     GEN(NVME_SC_INTERNAL));
 	TAP_CHECK_EQ(rw(&q, R, NVME_IO_READ, 1, 0, 1, 0, NULL, 512), 0);
 	TAP_CHECK(atomic_load(&tgt_core_ns(ns1)->stats.media_errors) >= 2);
-	/* With the write cache disabled, writes are FUA. */
-	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
-	TAP_CHECK_EQ(rw(&q, R, NVME_IO_WRITE, 1, 0, 1, 0, data, 512), 0);
-	TAP_CHECK(R->req.bio.fua);
 	/* Fabrics commands other than Disconnect are refused on I/O queues. */
 	TAP_CHECK_EQ(prop(&q, false, NVME_REG_CAP, true, 0), GEN(NVME_SC_INVALID_OPCODE));
 	conn_close(&a);
@@ -893,7 +897,7 @@ static void test_discovery(void)
 	struct nvme_id_ctrl *ic;
 	struct nvme_disc_log_hdr *h;
 	struct nvme_disc_log_entry *e;
-	static uint8_t full[5 * 1024];
+	static uint8_t full[7 * 1024];
 	struct wire_sqe s = sqe_new(NVME_ADMIN_ASYNC_EVENT, 21, 0);
 	uint64_t gen;
 	uint16_t dcntlid;
@@ -919,14 +923,14 @@ static void test_discovery(void)
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_ABORT, 0, 0, 0, 0), GEN(NVME_SC_INVALID_OPCODE));
 	TAP_CHECK_EQ(get_log(&a, NVME_LOG_SMART, 0, 512, 0, false), GEN(NVME_SC_INVALID_FIELD));
 
-	/* Two ports x (current discovery + the one subsystem this host may see) = 4 records. */
+	/* Two ports x (current discovery + the two subsystems this host may see) = 6 records. */
 	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, sizeof(full), 0, false), 0);
 	memcpy(full, R->buf, sizeof(full));
 	h = (struct nvme_disc_log_hdr *)full;
 	e = (struct nvme_disc_log_entry *)(full + 1024);
 	gen = le64_get(h->genctr);
 	TAP_CHECK_EQ(gen, T.disc_genctr);
-	TAP_CHECK_EQ(le64_get(h->numrec), 4);
+	TAP_CHECK_EQ(le64_get(h->numrec), 6);
 	TAP_CHECK_EQ(le16_get(h->recfmt), 0);
 	TAP_CHECK_EQ(e[0].subtype, NVME_DISC_SUBTYPE_CURRENT);
 	TAP_CHECK(strcmp(e[0].subnqn, NVME_DISCOVERY_NQN) == 0);
@@ -940,20 +944,21 @@ static void test_discovery(void)
 	TAP_CHECK_EQ(le16_get(e[1].cntlid), 0xffff);
 	TAP_CHECK_EQ(le16_get(e[1].asqsz), TGT_ADMIN_QUEUE_DEPTH);
 	TAP_CHECK_EQ(e[1].tsas[0], NVME_TCP_SECTYPE_NONE);
-	TAP_CHECK_EQ(e[3].adrfam, NVME_ADRFAM_IPV6);
-	TAP_CHECK(strcmp(e[3].traddr, "::1") == 0);
-	TAP_CHECK_EQ(e[3].treq, NVME_DISC_TREQ_DISABLE_SQFLOW | NVME_DISC_TREQ_REQUIRED);
-	TAP_CHECK_EQ(e[3].tsas[0], NVME_TCP_SECTYPE_TLS13);
-	TAP_CHECK(le16_get(e[2].portid) != le16_get(e[0].portid));
+	TAP_CHECK_EQ(e[3].subtype, NVME_DISC_SUBTYPE_CURRENT);
+	TAP_CHECK_EQ(e[4].adrfam, NVME_ADRFAM_IPV6);
+	TAP_CHECK(strcmp(e[4].traddr, "::1") == 0);
+	TAP_CHECK_EQ(e[4].treq, NVME_DISC_TREQ_DISABLE_SQFLOW | NVME_DISC_TREQ_REQUIRED);
+	TAP_CHECK_EQ(e[4].tsas[0], NVME_TCP_SECTYPE_TLS13);
+	TAP_CHECK(le16_get(e[3].portid) != le16_get(e[0].portid));
 	/* Partial reads: header only, then an entry at its offset, then a tail past the end. */
 	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 16, 0, false), 0);
 	TAP_CHECK_MEM(R->buf, full, 16);
 	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 1024, 2048, false), 0);
 	TAP_CHECK_MEM(R->buf, full + 2048, 1024);
-	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 1024, 4096 + 512, false), 0);
-	TAP_CHECK_MEM(R->buf, full + 4096 + 512, 512);
+	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 1024, 6144 + 512, false), 0);
+	TAP_CHECK_MEM(R->buf, full + 6144 + 512, 512);
 	TAP_CHECK_EQ(R->buf[512], 0);
-	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 16, 6 * 1024, false),
+	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 16, 8 * 1024, false),
 		     GEN(NVME_SC_INVALID_FIELD));
 
 	/* A host allowed on the restricted subsystem sees it too. */
@@ -961,7 +966,7 @@ static void test_discovery(void)
 	TAP_CHECK_EQ(connect_ex(&b, 0, 31, 0xffff, NVME_DISCOVERY_NQN, HOSTA, 0, 0, 0, 1024), 0);
 	TAP_CHECK_EQ(prop(&b, true, NVME_REG_CC, false, NVME_CC_EN), 0);
 	TAP_CHECK_EQ(get_log(&b, NVME_LOG_DISCOVERY, 0, 1024, 0, false), 0);
-	TAP_CHECK_EQ(le64_get(R->buf + 8), 6);
+	TAP_CHECK_EQ(le64_get(R->buf + 8), 8);
 
 	/* A change completes the held AER and bumps genctr. */
 	TAP_CHECK_EQ(exec_on(&a, &aer[0], &s, NULL, 0), 0xffff);
@@ -974,7 +979,7 @@ static void test_discovery(void)
 				  NVME_LOG_DISCOVERY));
 	TAP_CHECK_EQ(get_log(&a, NVME_LOG_DISCOVERY, 0, 1024, 0, false), 0);
 	TAP_CHECK_EQ(le64_get(R->buf), gen + 1);
-	TAP_CHECK_EQ(le64_get(R->buf + 8), 6);
+	TAP_CHECK_EQ(le64_get(R->buf + 8), 9);
 	/* I/O queues do not exist on a discovery controller. */
 	{
 		struct fconn q;
@@ -987,6 +992,80 @@ static void test_discovery(void)
 	}
 	conn_close(&a);
 	conn_close(&b);
+	drain();
+}
+
+#define FILENQN "nqn.2024-01.io.nvtcp:file"
+
+static bool wait_done(struct freq *f)
+{
+	for (int i = 0; i < 400 && !f->done; i++)
+		run_for_ms(5);
+	return f->done;
+}
+
+/* A file namespace completes through io_uring and the channel fd registered on the loop. */
+static void test_file_async(void)
+{
+	struct fconn a, q;
+	static uint8_t data[4096];
+	uint16_t cntlid;
+	uint16_t st;
+
+	conn_init(&a);
+	TAP_CHECK_EQ(connect_ex(&a, 0, 31, 0xffff, FILENQN, HOSTNQN, 0, 0, 0, 1024), 0);
+	cntlid = (uint16_t)dw0();
+	/* The channel's completion fd is watched by the loop. */
+	TAP_CHECK(tgt_core_ns(tgt_subsys_ns(a.q.ctrl->subsys, 1))->fd_registered[0]);
+	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	conn_init(&q);
+	TAP_CHECK_EQ(connect_ex(&q, 1, 15, cntlid, FILENQN, HOSTNQN, 0, 0, 0, 1024), 0);
+	memset(data, 0x3c, sizeof(data));
+	st = rw(&q, R, NVME_IO_WRITE, 1, 8, 8, 0, data, 4096);
+	printf("# file write %s\n", st == 0xffff ? "completed later from the loop" : "inline");
+	if (st == 0xffff)
+		TAP_CHECK(wait_done(R));
+	TAP_CHECK_EQ(le16_get(R->req.cqe.status), 0);
+	st = rw(&q, R, NVME_IO_READ, 1, 8, 8, 0, NULL, 4096);
+	if (st == 0xffff)
+		TAP_CHECK(wait_done(R));
+	TAP_CHECK_EQ(le16_get(R->req.cqe.status), 0);
+	TAP_CHECK_MEM(R->buf, data, 4096);
+	/* A file has a volatile cache: the feature works, and with the cache off writes are FUA. */
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
+	TAP_CHECK_EQ(dw0(), 1);
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0), 0);
+	TAP_CHECK_EQ(dw0(), 0);
+	st = rw(&q, R, NVME_IO_WRITE, 1, 8, 8, 0, data, 4096);
+	if (st == 0xffff)
+		TAP_CHECK(wait_done(R));
+	TAP_CHECK(R->req.bio.fua);
+	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 1, 0), 0);
+	st = rw(&q, R, NVME_IO_FLUSH, NVME_NSID_ALL, 0, 1, 0, NULL, 0);
+	if (st == 0xffff)
+		TAP_CHECK(wait_done(R));
+	TAP_CHECK_EQ(le16_get(R->req.cqe.status), 0);
+	/* Shutdown: SHST moves to complete once the flushes came back. */
+	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
+	for (int i = 0; i < 400; i++) {
+		TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+		if ((dw0() & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_CMPLT)
+			break;
+		TAP_CHECK_EQ(dw0() & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_OCCUR);
+		run_for_ms(5);
+	}
+	TAP_CHECK_EQ(dw0() & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_CMPLT);
+	/* A shut-down controller takes no new I/O queue. */
+	{
+		struct fconn q2;
+
+		conn_init(&q2);
+		TAP_CHECK_EQ(connect_ex(&q2, 2, 15, cntlid, FILENQN, HOSTNQN, 0, 0, 0, 1024),
+			     GEN(NVME_SC_CMD_SEQ_ERROR));
+	}
+	conn_close(&q);
+	conn_close(&a);
 	drain();
 }
 
@@ -1023,9 +1102,23 @@ int main(void)
 	char err[512];
 	struct loop_opts opts = {.busy_poll = false, .cpu = -1};
 
+	static char dir[] = "/tmp/nvtcp-test-core-XXXXXX";
+	char file_json[512], img[256];
+
 	R = calloc(1, sizeof(*R));
-	if (tgt_init(&T) || tgt_config_parse(&T, "core.json", core_json, strlen(core_json), true,
-					     err, sizeof(err))) {
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(img, sizeof(img), "%s/ns.img", dir);
+	snprintf(file_json, sizeof(file_json),
+		 "{\"subsystems\":[{\"nqn\":\"" FILENQN "\",\"allow_any_host\":true,"
+		 "\"namespaces\":[{\"nsid\":1,\"backend\":\"file\",\"path\":\"%s\","
+		 "\"size\":\"1M\"}]}]}",
+		 img);
+	if (tgt_init(&T) ||
+	    tgt_config_parse(&T, "core.json", core_json, strlen(core_json), true, err,
+			     sizeof(err)) ||
+	    tgt_config_parse(&T, "file.json", file_json, strlen(file_json), true, err,
+			     sizeof(err))) {
 		printf("# setup failed: %s\n", err);
 		return 1;
 	}
@@ -1051,10 +1144,13 @@ int main(void)
 	TAP_RUN(test_io);
 	TAP_RUN(test_keep_alive);
 	TAP_RUN(test_discovery);
+	TAP_RUN(test_file_async);
 	TAP_RUN(test_ports);
 	drain();
 	tgt_thread_detach(&T.threads[0]);
 	tgt_fini(&T);
+	unlink(img);
+	rmdir(dir);
 	loop_destroy(L);
 	free(R);
 	return tap_done();
