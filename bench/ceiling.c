@@ -56,7 +56,8 @@
 #define CEIL_MAX_QD	4096
 #define CEIL_MAX_IO	(8u << 20)
 #define CEIL_GRACE_S	10 /* a run may overrun its --seconds by this much, then it fails */
-#define CEIL_ZC_REAP_AT 32 /* zero-copy sends in flight before reaping notifications */
+#define CEIL_LOWAT_MIN	(32u << 10) /* payload bytes left that make SO_RCVLOWAT worth a call */
+#define CEIL_ZC_REAP_AT 32	    /* zero-copy sends in flight before reaping notifications */
 
 enum ceil_mode {
 	CEIL_MODE_BLOCK, /* blocking sockets: threads sleep in recv and are woken by the stack */
@@ -80,8 +81,9 @@ struct ceil_opts {
 	uint32_t rxbuf; /* bytes asked of one recv() */
 	bool json;
 	bool tap;
-	bool verify; /* check every payload byte against the pattern */
-	bool thp;    /* transparent huge pages for the receive area and the payload */
+	bool verify;   /* check every payload byte against the pattern */
+	bool thp;      /* transparent huge pages for the receive area and the payload */
+	bool rcvlowat; /* blocking mode: SO_RCVLOWAT to the rest of a large payload */
 };
 
 /* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
@@ -124,6 +126,7 @@ struct ceil_side {
 	struct ceil_tx tx;
 	uint8_t *slots; /* owned, zero-copy only: per-cid PDU headers, see ceil_side_add_hdr() */
 	uint64_t recvs;
+	int lowat; /* SO_RCVLOWAT in force */
 	double cpu_s;
 	int err; /* 0 or -errno: why this side stopped early */
 	/* client only */
@@ -620,6 +623,17 @@ static ssize_t ceil_side_recv(struct ceil_side *s, bool wait)
 {
 	ssize_t n;
 
+	if (wait && s->opts->rcvlowat) {
+		/* Sleep until the rest of a large payload is in rather than waking per segment.
+		 * The peer is bound to send data_left more bytes, so this cannot wait forever. */
+		int lowat = s->rx.data_left >= CEIL_LOWAT_MIN ? (int)s->rx.data_left : 1;
+
+		if (lowat > (int)s->opts->rxbuf)
+			lowat = (int)s->opts->rxbuf;
+		if (lowat != s->lowat &&
+		    setsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+			s->lowat = lowat;
+	}
 	do {
 		n = recv(s->fd, s->rx.buf, s->rx.cap, wait ? 0 : MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
@@ -838,6 +852,7 @@ static void ceil_usage(FILE *f)
 		"      --server-cpu N    pin the server thread (default 0, -1 = no pinning)\n"
 		"      --client-cpu N    pin the client thread (default 1, -1 = no pinning)\n"
 		"      --no-thp          no huge pages for the receive area and payload\n"
+		"      --no-rcvlowat     blocking mode: wake on every segment of large payloads\n"
 		"      --verify          check every payload byte\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
@@ -876,7 +891,8 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		OPT_VERIFY,
 		OPT_JSON,
 		OPT_TAP,
-		OPT_NO_THP
+		OPT_NO_THP,
+		OPT_NO_LOWAT,
 	};
 	static const struct option lo[] = {
 		{"rw", required_argument, NULL, 'w'},
@@ -893,6 +909,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		{"client-cpu", required_argument, NULL, OPT_CCPU},
 		{"verify", no_argument, NULL, OPT_VERIFY},
 		{"no-thp", no_argument, NULL, OPT_NO_THP},
+		{"no-rcvlowat", no_argument, NULL, OPT_NO_LOWAT},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"tap", no_argument, NULL, OPT_TAP},
 		{"help", no_argument, NULL, 'h'},
@@ -911,7 +928,8 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 				.client_cpu = 1,
 				.zc_min = 65536,
 				.sockbuf = 4 << 20,
-				.thp = true};
+				.thp = true,
+				.rcvlowat = true};
 	while ((c = getopt_long(argc, argv, "w:o:q:t:m:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'w':
@@ -978,6 +996,9 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 			break;
 		case OPT_NO_THP:
 			o->thp = false;
+			break;
+		case OPT_NO_LOWAT:
+			o->rcvlowat = false;
 			break;
 		case OPT_JSON:
 			o->json = true;

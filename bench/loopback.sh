@@ -16,12 +16,13 @@ filter=""
 ceiling_only=0
 do_rss=1
 raw=""
+nice_adj=0
 nqn=nqn.2024-01.io.nvtcp:mem0
 
 usage() {
 	cat <<EOF
 usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"] [-w REGEX]
-                         [-C] [-R] [-j RAW.jsonl]
+                         [-C] [-R] [-j RAW.jsonl] [-n NICE]
   -t SECONDS  length of each run, whole seconds (default 10)
   -r REPEATS  runs per figure, the median is reported (default 3)
   -b DIR      meson build dir holding bench/ceiling, tools/nvtcpd, tools/nvtcp (default: build)
@@ -31,11 +32,13 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -C          ceiling only, even if nvtcpd and nvtcp are built
   -R          skip the RSS measurement (nvtcpd idle and with 64 connections at QD128)
   -j FILE     also keep every run's figures, one JSON object per line
+  -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
+              work on a shared machine, at that work's expense; needs root below 0)
 Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy").
 EOF
 }
 
-while getopts "t:r:b:m:w:CRj:h" opt; do
+while getopts "t:r:b:m:w:CRj:n:h" opt; do
 	case $opt in
 	t) secs=$OPTARG ;;
 	r) reps=$OPTARG ;;
@@ -45,12 +48,15 @@ while getopts "t:r:b:m:w:CRj:h" opt; do
 	C) ceiling_only=1 ;;
 	R) do_rss=0 ;;
 	j) raw=$OPTARG ;;
+	n) nice_adj=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "loopback.sh: -t wants whole seconds >= 1" >&2; exit 2; }
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "loopback.sh: -r wants a count >= 1" >&2; exit 2; }
+[[ $nice_adj =~ ^-?[0-9]+$ ]] || { echo "loopback.sh: -n wants a nice value" >&2; exit 2; }
+run=(nice -n "$nice_adj")
 for m in $modes; do
 	[[ $m == irq || $m == poll ]] || { echo "loopback.sh: unknown mode $m" >&2; exit 2; }
 done
@@ -117,7 +123,7 @@ start_target() {
 	local extra=() i
 	[[ $1 == poll ]] && extra=(--busy-poll)
 	port=$(free_port)
-	taskset -c 0 "$nvtcpd" --listen "127.0.0.1:$port" --cores 1 --cpu 0 "${extra[@]}" \
+	"${run[@]}" taskset -c 0 "$nvtcpd" --listen "127.0.0.1:$port" --cores 1 --cpu 0 "${extra[@]}" \
 		>"$tmp/nvtcpd.log" 2>&1 &
 	tgt_pid=$!
 	for ((i = 0; i < 100; i++)); do
@@ -141,7 +147,7 @@ run_ceiling() {
 	local cm=block out
 	[[ $1 == poll ]] && cm=poll
 	# shellcheck disable=SC2086
-	if ! out=$(timeout $((secs + 60)) "$ceiling" --mode $cm -w "$3" -o "$4" -q "$5" \
+	if ! out=$(timeout $((secs + 60)) "${run[@]}" "$ceiling" --mode $cm -w "$3" -o "$4" -q "$5" \
 		-t "$secs" --server-cpu 0 --client-cpu 1 --json ${CEILING_OPTS:-}); then
 		echo "loopback.sh: ceiling $1 $2 failed" >&2
 		return 1
@@ -159,7 +165,7 @@ run_perf() {
 	[[ $2 == digest ]] && extra+=(--hdr-digest --data-digest)
 	hz=$(getconf CLK_TCK)
 	t0=$(target_ticks)
-	if ! out=$(timeout $((secs + 60)) taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
+	if ! out=$(timeout $((secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
 		-n "$nqn" -w "$4" -o "$5" -q "$6" -t "$secs" -c 1 --json "${extra[@]}" \
 		2>"$tmp/perf.err"); then
 		echo "loopback.sh: nvtcp perf $1 $2 $3 failed:" >&2
@@ -168,7 +174,7 @@ run_perf() {
 	fi
 	t1=$(target_ticks)
 	sed -n '/^{/,$p' <<<"$out" | jq -c --arg mode "$1" --arg kind "$2" --arg wl "$3" \
-		--argjson rep "$7" --argjson cpu "$(((t1 - t0)))" --argjson hz "$hz" \
+		--argjson rep "$7" --argjson cpu "$((t1 - t0))" --argjson hz "$hz" \
 		--argjson ord "$wl_ord" \
 		'{kind: $kind, mode: $mode, wl: $wl, ord: $ord, rep: $rep, iops,
 		  mbps: (.mib_s * 1.048576),
@@ -177,7 +183,8 @@ run_perf() {
 		>>"$results"
 }
 
-echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, client on CPU 1"
+echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, client on CPU 1," \
+	"nice $nice_adj"
 echo "# started $(date -u +%FT%TZ) on $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $modes; do
 	if ((have_nvtcp)); then
@@ -233,7 +240,7 @@ if ((have_nvtcp && do_rss)); then
 	start_target irq || exit 1
 	sleep 1
 	idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$tgt_pid/status")
-	timeout $((rss_secs + 60)) taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" -n "$nqn" \
+	timeout $((rss_secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" -n "$nqn" \
 		--queues 64 -q 128 -w randread -o 4096 -t "$rss_secs" --json \
 		>"$tmp/rss-perf.out" 2>"$tmp/rss-perf.err" &
 	perf_pid=$!

@@ -39,7 +39,31 @@ struct nvtcp_ctrl_opts {
 	unsigned kato_ms;	     /* keep-alive timeout; 0 = 5000 */
 	unsigned connect_timeout_ms; /* TCP connect + ICResp + each admin command; 0 = 10000 */
 	bool disable_sqflow;	     /* Connect CATTR: ask the controller to skip SQ flow control */
+	/* Reconnection after the controller was reached once (see "Reconnect" below).
+	 * ctrl_loss_tmo_ms: how long to keep trying before failing the held commands;
+	 * 0 = NVTCP_CTRL_LOSS_TMO_DEFAULT, NVTCP_NO_RECONNECT = fail at once (no reconnect).
+	 * reconnect_delay_ms: wait after a failed attempt, doubled after each failure up to 8x;
+	 * 0 = NVTCP_RECONNECT_DELAY_DEFAULT. The first attempt is made at once. */
+	int ctrl_loss_tmo_ms;
+	unsigned reconnect_delay_ms;
 };
+
+#define NVTCP_CTRL_LOSS_TMO_DEFAULT   60000 /* ms */
+#define NVTCP_RECONNECT_DELAY_DEFAULT 1000  /* ms; doubles to 8000 */
+#define NVTCP_NO_RECONNECT	      (-1)
+
+/* Reconnect: when any queue of a connected controller fails (target restarted, connection
+ * reset, malformed PDU, command timeout in a synchronous wrapper), the library tears down
+ * every queue and connects again (new admin queue Connect, so a new CNTLID, then each I/O
+ * queue), trying at once and then every reconnect_delay_ms (doubling up to 8x). I/O commands
+ * the controller had not answered are kept, with their buffers still the caller's, and
+ * resubmitted on the new connection; commands submitted meanwhile are held too. A write may
+ * thus execute twice, as with the Linux host. Only when ctrl_loss_tmo_ms passes without
+ * success is the controller given up: held commands complete with err -ETIMEDOUT, polls and
+ * submissions return -ETIMEDOUT from then on. Admin calls in progress are retried once the
+ * admin queue is back. Reconnect attempts run inside nvtcp_queue_poll()/nvtcp_queue_wait()
+ * and nvtcp_ctrl_process_admin() and may block for one attempt (connect_timeout_ms bounded);
+ * nvtcp_queue_fd() changes after a reconnect (-1 while disconnected). */
 
 /* What was negotiated and identified at connect time. */
 struct nvtcp_ctrl_info {
@@ -208,10 +232,11 @@ int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max);
  * pending) or timeout_ms passes (-1 = forever), then nvtcp_queue_poll(). Same return. */
 int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms);
 /* The socket to watch for integration into an external event loop: wait for POLLIN, and for
- * POLLOUT when nvtcp_queue_needs_write(); then call nvtcp_queue_poll(). -1 once failed. */
+ * POLLOUT when nvtcp_queue_needs_write(); then call nvtcp_queue_poll(). -1 once failed or
+ * while reconnecting (then call nvtcp_queue_poll() every few ms); it changes on reconnect. */
 int nvtcp_queue_fd(const struct nvtcp_io_queue *q);
 bool nvtcp_queue_needs_write(const struct nvtcp_io_queue *q);
-/* Commands submitted and not yet completed. */
+/* Commands submitted and not yet completed (including those held while reconnecting). */
 unsigned nvtcp_queue_outstanding(const struct nvtcp_io_queue *q);
 /* Commands the queue can hold at once (queue size - 1). */
 unsigned nvtcp_queue_depth(const struct nvtcp_io_queue *q);

@@ -81,7 +81,9 @@ static void host_req_try_complete(struct host_req *req)
 
 	if (!req->busy || req->sends > 0 || c->state == HOST_CONN_FAILED)
 		return;
-	if (c->state == HOST_CONN_CLOSED) {
+	if (c->state == HOST_CONN_CLOSED && !req->resp_done) {
+		if (c->opts.hold_on_fail)
+			return; /* left for host_conn_harvest() */
 		req->cpl.err = c->err ? c->err : -ECONNABORTED;
 		req->cpl.status = HOST_STATUS_PATH_ERROR;
 		req->cpl.dw0 = req->cpl.dw1 = 0;
@@ -242,6 +244,7 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 	req->cb = cb;
 	req->arg = arg;
 	req->data_busy = false;
+	req->sqe = *sqe;
 
 	le16_put(cmd.cid, req->cid);
 	cmd.flags = (uint8_t)((cmd.flags & ~WIRE_SQE_PSDT_MASK) | WIRE_SQE_PSDT_SGL);
@@ -673,12 +676,8 @@ static void host_icreq_done(struct stream_tx *tx, int status)
 		host_conn_fail(c, status);
 }
 
-int host_conn_connect(struct host_conn *c, int timeout_ms)
+int host_conn_start(struct host_conn *c)
 {
-	bool live = false;
-	uint64_t deadline = host_now_ms() + (uint64_t)timeout_ms;
-	int r;
-
 	if (c->state != HOST_CONN_NEW)
 		return -EINVAL;
 	c->icreq_tx.iov[0].iov_base = c->icreq_buf;
@@ -689,6 +688,18 @@ int host_conn_connect(struct host_conn *c, int timeout_ms)
 	c->icreq_tx.ctx = c;
 	c->state = HOST_CONN_IC_WAIT;
 	stream_queue(&c->stream, &c->icreq_tx);
+	return 0;
+}
+
+int host_conn_connect(struct host_conn *c, int timeout_ms)
+{
+	bool live = false;
+	uint64_t deadline = host_now_ms() + (uint64_t)timeout_ms;
+	int r;
+
+	r = host_conn_start(c);
+	if (r < 0)
+		return r;
 	while (!live) {
 		uint64_t now = host_now_ms();
 
@@ -708,10 +719,31 @@ int host_conn_connect(struct host_conn *c, int timeout_ms)
 	return 0;
 }
 
+unsigned host_conn_harvest(struct host_conn *c, host_harvest_fn fn, void *ctx)
+{
+	unsigned n = 0;
+
+	if (c->state != HOST_CONN_CLOSED)
+		return 0;
+	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
+		struct host_req *req = &c->reqs[i];
+
+		if (!req->busy || req->resp_done || req->sends)
+			continue;
+		fn(ctx, &req->sqe, req->iov, req->iovcnt, req->write, req->cb, req->arg);
+		req->busy = false;
+		c->free_cids[c->nr_free++] = req->cid;
+		c->outstanding--;
+		n++;
+	}
+	return n;
+}
+
 void host_conn_close(struct host_conn *c)
 {
 	if (!c)
 		return;
+	c->opts.hold_on_fail = false;
 	if (c->state < HOST_CONN_FAILED)
 		host_conn_fail(c, -ECONNABORTED);
 	host_conn_teardown(c);

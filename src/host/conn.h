@@ -34,6 +34,9 @@ struct host_conn_opts {
 	bool hdgst, ddgst;	/* digests to ask for in ICReq */
 	uint32_t incapsule_max; /* writes up to this travel in-capsule (set later for I/O) */
 	const char *name;	/* for log lines ("10.0.0.1:4420 q1") */
+	/* On queue failure keep commands the controller never answered in their slots (callback
+	 * not run) for host_conn_harvest(), so they can be resubmitted on a new connection. */
+	bool hold_on_fail;
 };
 
 struct host_conn;
@@ -58,6 +61,7 @@ struct host_req {
 	uint32_t r2t_end;  /* end offset of the R2T being answered */
 	uint16_t ttag;
 	struct nvtcp_cpl cpl;
+	struct wire_sqe sqe; /* as the caller gave it (for resubmission after a reconnect) */
 	nvtcp_cb cb;
 	void *arg;
 	struct stream_tx cmd_tx, data_tx;
@@ -90,6 +94,9 @@ struct host_conn {
 /* Take a connected socket (ownership passes to the connection: closed at host_conn_close) and
  * allocate the slots. Returns 0 with *out set or -errno. */
 int host_conn_open(int fd, const struct host_conn_opts *opts, struct host_conn **out);
+/* Queue the ICReq (sent at the next poll) and wait for ICResp without blocking: the queue
+ * turns HOST_CONN_LIVE inside a later host_conn_poll(). Returns 0 or -EINVAL if not new. */
+int host_conn_start(struct host_conn *c);
 /* Send ICReq and wait (blocking, poll(2)) up to timeout_ms for a valid ICResp. A bad ICResp
  * is answered with an H2CTermReq. Returns 0 or -errno (-EPROTO for a bad ICResp, -ETIMEDOUT). */
 int host_conn_connect(struct host_conn *c, int timeout_ms);
@@ -108,7 +115,15 @@ int host_conn_wait(struct host_conn *c, int timeout_ms);
 int host_conn_run_until(struct host_conn *c, const bool *flag, int timeout_ms);
 /* Record a fatal error: outstanding commands complete with err at the next poll. */
 void host_conn_fail(struct host_conn *c, int err);
-/* Tear down (fails what is outstanding with -ECONNABORTED) and free. */
+/* A command taken out of a closed queue by host_conn_harvest(): everything needed to submit
+ * it again. iov points into the request slot: valid only during the callback. */
+typedef void (*host_harvest_fn)(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov,
+				int iovcnt, bool write, nvtcp_cb cb, void *arg);
+/* Once the queue is HOST_CONN_CLOSED with hold_on_fail: hand every held command (in CID order)
+ * to fn and free its slot; their callbacks have not run and become fn's responsibility.
+ * Returns the number harvested. */
+unsigned host_conn_harvest(struct host_conn *c, host_harvest_fn fn, void *ctx);
+/* Tear down (fails what is outstanding with -ECONNABORTED, held commands too) and free. */
 void host_conn_close(struct host_conn *c);
 
 static inline bool host_conn_is_failed(const struct host_conn *c)

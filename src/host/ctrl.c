@@ -28,10 +28,32 @@
 #define CTRL_DISC_RETRIES     10
 #define CTRL_DISC_MAX_RECORDS 4096
 
+/* A command held while its queue reconnects (the caller's buffers, borrowed). */
+struct ioq_held {
+	struct wire_sqe sqe;
+	struct iovec iov[NVTCP_IOV_MAX];
+	int iovcnt;
+	bool write;
+	nvtcp_cb cb;
+	void *arg;
+};
+
 struct nvtcp_io_queue {
 	struct nvtcp_ctrl *ctrl;
-	struct host_conn *conn;
+	struct host_conn *conn; /* NULL while reconnecting */
 	uint16_t qid;
+	unsigned gen;		/* controller generation conn was connected under */
+	struct ioq_held *held;	/* nr_slots entries, allocated at connect */
+	unsigned nr_held;
+	uint64_t next_attempt_ms;
+};
+
+/* Controller state for reconnection. */
+enum ctrl_state {
+	CTRL_LIVE,	/* every queue connected under the current generation */
+	CTRL_RESETTING, /* a queue failed: admin queue being reconnected (with back-off) */
+	CTRL_DEAD,	/* controller-loss timeout passed: everything fails */
+	CTRL_STATE_COUNT
 };
 
 struct nvtcp_ctrl {
@@ -50,6 +72,15 @@ struct nvtcp_ctrl {
 	uint64_t ka_interval_ms;
 	_Atomic uint64_t ka_next_ms;
 	bool ka_outstanding;
+	/* reconnection: state and gen are read lock-free by I/O threads; the rest under rc_lock */
+	struct nvtcp_ctrl_opts conn_opts; /* digests, queue count for reconnects */
+	int loss_tmo_ms;		  /* < 0: no reconnect */
+	unsigned delay_min_ms, delay_ms;
+	_Atomic int state;
+	_Atomic unsigned gen;
+	pthread_mutex_t rc_lock;
+	uint64_t loss_deadline_ms, next_attempt_ms;
+	uint64_t reconnects;
 };
 
 static void ctrl_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_FMT(3, 4);
@@ -79,6 +110,118 @@ static void ctrl_sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qsize,
+			      const struct nvtcp_ctrl_opts *opts, bool hold, struct host_conn **out,
+			      char *err, size_t errlen);
+static int ctrl_enable(struct nvtcp_ctrl *ctrl, char *err, size_t errlen);
+static int ctrl_set_nr_queues(struct nvtcp_ctrl *ctrl, unsigned want, unsigned *granted, char *err,
+			      size_t errlen);
+
+/* ---- reconnection ------------------------------------------------------------------------ */
+
+static bool ctrl_can_reconnect(const struct nvtcp_ctrl *ctrl)
+{
+	return ctrl->loss_tmo_ms >= 0;
+}
+
+/* A queue connected under generation gen failed: start resetting the controller, once per
+ * generation (every queue of that generation fails at about the same time). */
+static void ctrl_mark_failed(struct nvtcp_ctrl *ctrl, unsigned gen, int err)
+{
+	uint64_t now = host_now_ms();
+
+	if (!ctrl_can_reconnect(ctrl))
+		return;
+	pthread_mutex_lock(&ctrl->rc_lock);
+	if (atomic_load(&ctrl->state) == CTRL_LIVE && atomic_load(&ctrl->gen) == gen) {
+		ctrl->loss_deadline_ms = now + (uint64_t)ctrl->loss_tmo_ms;
+		ctrl->next_attempt_ms = now;
+		ctrl->delay_ms = ctrl->delay_min_ms;
+		atomic_store(&ctrl->state, CTRL_RESETTING);
+		log_warn("%s:%s: connection to the controller lost (%s): reconnecting for up to %d ms",
+			 ctrl->traddr, ctrl->trsvcid, strerror(err < 0 ? -err : EIO),
+			 ctrl->loss_tmo_ms);
+	}
+	pthread_mutex_unlock(&ctrl->rc_lock);
+}
+
+/* The controller's state, turning RESETTING into DEAD once the loss timeout has passed. */
+static enum ctrl_state ctrl_state_check(struct nvtcp_ctrl *ctrl)
+{
+	enum ctrl_state st = atomic_load(&ctrl->state);
+
+	if (st != CTRL_RESETTING)
+		return st;
+	pthread_mutex_lock(&ctrl->rc_lock);
+	st = atomic_load(&ctrl->state);
+	if (st == CTRL_RESETTING && host_now_ms() >= ctrl->loss_deadline_ms) {
+		st = CTRL_DEAD;
+		atomic_store(&ctrl->state, st);
+		log_err("%s:%s: controller lost: no reconnect within the controller-loss timeout "
+			"(%d ms); failing its commands",
+			ctrl->traddr, ctrl->trsvcid, ctrl->loss_tmo_ms);
+	}
+	pthread_mutex_unlock(&ctrl->rc_lock);
+	return st;
+}
+
+/* With admin_lock held: one attempt to bring the admin queue back if one is due (new
+ * Connect, CC.EN, Number of Queues). On success the generation moves on; each I/O queue
+ * then reconnects from its own polling thread (ioq_recover). */
+static void ctrl_recover_locked(struct nvtcp_ctrl *ctrl)
+{
+	struct host_conn *admin = NULL;
+	unsigned granted = 0;
+	char err[320] = "";
+	bool due;
+	int r;
+
+	if (ctrl_state_check(ctrl) != CTRL_RESETTING)
+		return;
+	pthread_mutex_lock(&ctrl->rc_lock);
+	due = host_now_ms() >= ctrl->next_attempt_ms;
+	pthread_mutex_unlock(&ctrl->rc_lock);
+	if (!due)
+		return;
+	/* Outstanding admin commands (a Keep Alive) fail here. */
+	host_conn_close(ctrl->admin);
+	ctrl->admin = NULL;
+	ctrl->ka_outstanding = false;
+	r = ctrl_connect_queue(ctrl, 0, CTRL_ADMIN_QSIZE, &ctrl->conn_opts, false, &admin, err,
+			       sizeof(err));
+	if (r == 0) {
+		ctrl->admin = admin;
+		r = ctrl_enable(ctrl, err, sizeof(err));
+	}
+	if (r == 0 && ctrl->nr_ioqs) {
+		r = ctrl_set_nr_queues(ctrl, ctrl->nr_ioqs, &granted, err, sizeof(err));
+		if (r == 0 && granted < ctrl->nr_ioqs) {
+			snprintf(err, sizeof(err), "only %u of %u I/O queues granted", granted,
+				 ctrl->nr_ioqs);
+			r = -EBUSY;
+		}
+	}
+	if (r < 0) {
+		host_conn_close(ctrl->admin);
+		ctrl->admin = NULL;
+	}
+	pthread_mutex_lock(&ctrl->rc_lock);
+	if (r < 0) {
+		ctrl->next_attempt_ms = host_now_ms() + ctrl->delay_ms;
+		log_info("%s:%s: reconnect failed (%s); next attempt in %u ms", ctrl->traddr,
+			 ctrl->trsvcid, err, ctrl->delay_ms);
+		ctrl->delay_ms = MIN(ctrl->delay_ms * 2, ctrl->delay_min_ms * 8);
+	} else {
+		ctrl->reconnects++;
+		atomic_store(&ctrl->ka_next_ms, ctrl_now_coarse_ms() + ctrl->ka_interval_ms);
+		atomic_fetch_add(&ctrl->gen, 1);
+		atomic_store(&ctrl->state, CTRL_LIVE);
+		log_warn("%s:%s: admin queue reconnected (cntlid %u); I/O queues follow",
+			 ctrl->traddr, ctrl->trsvcid, ctrl->info.cntlid);
+	}
+	pthread_mutex_unlock(&ctrl->rc_lock);
+}
+
 /* ---- keep-alive -------------------------------------------------------------------------- */
 
 static void ctrl_ka_done(void *arg, const struct nvtcp_cpl *cpl)
@@ -97,7 +240,8 @@ static void ctrl_ka_tick_locked(struct nvtcp_ctrl *ctrl)
 	struct wire_sqe sqe = {.opc = NVME_ADMIN_KEEP_ALIVE};
 	uint64_t now = ctrl_now_coarse_ms();
 
-	if (!ctrl->ka_interval_ms || ctrl->ka_outstanding || now < atomic_load(&ctrl->ka_next_ms))
+	if (!ctrl->admin || !ctrl->ka_interval_ms || ctrl->ka_outstanding ||
+	    now < atomic_load(&ctrl->ka_next_ms))
 		return;
 	if (host_conn_submit(ctrl->admin, &sqe, NULL, 0, false, ctrl_ka_done, ctrl) == 0) {
 		ctrl->ka_outstanding = true;
@@ -105,18 +249,38 @@ static void ctrl_ka_tick_locked(struct nvtcp_ctrl *ctrl)
 	}
 }
 
+/* With admin_lock held: poll the admin queue, send a due Keep Alive, notice a failure and
+ * make a reconnect attempt when one is due. Returns 0, or -errno once the controller is
+ * unusable (admin queue failed without reconnect, or the loss timeout passed). */
+static int ctrl_admin_service_locked(struct nvtcp_ctrl *ctrl)
+{
+	int r = 0;
+
+	if (ctrl->admin && atomic_load(&ctrl->state) == CTRL_LIVE) {
+		unsigned gen = atomic_load(&ctrl->gen);
+
+		r = host_conn_poll(ctrl->admin, 0);
+		if (r >= 0) {
+			ctrl_ka_tick_locked(ctrl);
+			r = host_conn_poll(ctrl->admin, 0);
+		}
+		if (r < 0)
+			ctrl_mark_failed(ctrl, gen, r);
+	}
+	if (!ctrl_can_reconnect(ctrl))
+		return r < 0 ? r : 0;
+	ctrl_recover_locked(ctrl);
+	return ctrl_state_check(ctrl) == CTRL_DEAD ? -ETIMEDOUT : 0;
+}
+
 NVTCP_EXPORT int nvtcp_ctrl_process_admin(struct nvtcp_ctrl *ctrl)
 {
 	int r;
 
 	pthread_mutex_lock(&ctrl->admin_lock);
-	r = host_conn_poll(ctrl->admin, 0);
-	if (r >= 0) {
-		ctrl_ka_tick_locked(ctrl);
-		r = host_conn_poll(ctrl->admin, 0);
-	}
+	r = ctrl_admin_service_locked(ctrl);
 	pthread_mutex_unlock(&ctrl->admin_lock);
-	return r < 0 ? r : 0;
+	return r;
 }
 
 /* From I/O polling threads: cheap time check, and only if the admin queue is free. */
@@ -126,22 +290,44 @@ static void ctrl_ka_maybe(struct nvtcp_ctrl *ctrl)
 		return;
 	if (pthread_mutex_trylock(&ctrl->admin_lock) != 0)
 		return;
-	host_conn_poll(ctrl->admin, 0);
-	ctrl_ka_tick_locked(ctrl);
-	host_conn_poll(ctrl->admin, 0);
+	ctrl_admin_service_locked(ctrl);
 	pthread_mutex_unlock(&ctrl->admin_lock);
 }
 
 /* ---- admin command helpers --------------------------------------------------------------- */
 
+#define CTRL_ADMIN_TRIES 3 /* an admin command is retried on at most 2 new connections */
+
 static int ctrl_admin_exec(struct nvtcp_ctrl *ctrl, const struct wire_sqe *sqe, void *buf,
 			   size_t len, bool write, struct nvtcp_cpl *cpl)
 {
-	int r;
+	enum ctrl_state st;
+	unsigned gen;
+	int r = -ENOTCONN;
 
 	pthread_mutex_lock(&ctrl->admin_lock);
-	ctrl_ka_tick_locked(ctrl);
-	r = host_conn_exec(ctrl->admin, sqe, buf, len, write, ctrl->timeout_ms, cpl);
+	for (unsigned tries = 0; tries < CTRL_ADMIN_TRIES; tries++) {
+		/* While reconnecting, wait (lock released) for the admin queue to come back. */
+		while (ctrl_can_reconnect(ctrl) && (st = ctrl_state_check(ctrl)) != CTRL_LIVE) {
+			if (st == CTRL_DEAD) {
+				r = -ETIMEDOUT;
+				goto out;
+			}
+			ctrl_recover_locked(ctrl);
+			if (atomic_load(&ctrl->state) == CTRL_RESETTING) {
+				pthread_mutex_unlock(&ctrl->admin_lock);
+				ctrl_sleep_ms(20);
+				pthread_mutex_lock(&ctrl->admin_lock);
+			}
+		}
+		gen = atomic_load(&ctrl->gen);
+		ctrl_ka_tick_locked(ctrl);
+		r = host_conn_exec(ctrl->admin, sqe, buf, len, write, ctrl->timeout_ms, cpl);
+		if (r >= 0 || !ctrl_can_reconnect(ctrl) || !host_conn_is_failed(ctrl->admin))
+			break;
+		ctrl_mark_failed(ctrl, gen, r);
+	}
+out:
 	pthread_mutex_unlock(&ctrl->admin_lock);
 	return r;
 }
@@ -199,8 +385,8 @@ static const char *ctrl_connect_status_str(uint16_t status)
 
 /* Dial, ICReq/ICResp and Fabrics Connect one queue. */
 static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qsize,
-			      const struct nvtcp_ctrl_opts *opts, struct host_conn **out, char *err,
-			      size_t errlen)
+			      const struct nvtcp_ctrl_opts *opts, bool hold, struct host_conn **out,
+			      char *err, size_t errlen)
 {
 	struct host_conn_opts co = {
 		.qid = qid,
@@ -209,6 +395,7 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 		.ddgst = opts->data_digest,
 		/* Connect data (1 KiB) travels in-capsule on every queue. */
 		.incapsule_max = HOST_ADMIN_INCAPSULE,
+		.hold_on_fail = hold,
 	};
 	struct wire_sqe sqe = {.opc = NVME_FABRICS_OPC};
 	struct wire_connect_cmd *cc = (struct wire_connect_cmd *)&sqe;
@@ -389,12 +576,21 @@ static int ctrl_set_nr_queues(struct nvtcp_ctrl *ctrl, unsigned want, unsigned *
 	return 0;
 }
 
+static void ioq_fail_held(struct nvtcp_io_queue *q, int err);
+
 static void ctrl_free(struct nvtcp_ctrl *ctrl)
 {
-	for (unsigned i = 0; i < ctrl->nr_ioqs; i++)
+	/* Callbacks run below; what they submit now fails instead of being held. */
+	atomic_store(&ctrl->state, CTRL_DEAD);
+	for (unsigned i = 0; ctrl->ioqs && i < ctrl->info.nr_io_queues; i++) {
 		host_conn_close(ctrl->ioqs[i].conn);
+		ctrl->ioqs[i].conn = NULL;
+		ioq_fail_held(&ctrl->ioqs[i], -ECONNABORTED);
+		free(ctrl->ioqs[i].held);
+	}
 	free(ctrl->ioqs);
 	host_conn_close(ctrl->admin);
+	pthread_mutex_destroy(&ctrl->rc_lock);
 	pthread_mutex_destroy(&ctrl->admin_lock);
 	free(ctrl);
 }
@@ -415,6 +611,18 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	if (!ctrl)
 		return -ENOMEM;
 	pthread_mutex_init(&ctrl->admin_lock, NULL);
+	pthread_mutex_init(&ctrl->rc_lock, NULL);
+	ctrl->conn_opts = *opts;
+	/* Only the digest and queue settings are used again; the strings are not kept. */
+	ctrl->conn_opts.traddr = ctrl->conn_opts.trsvcid = ctrl->conn_opts.subnqn = NULL;
+	ctrl->conn_opts.hostnqn = NULL;
+	ctrl->conn_opts.hostid = NULL;
+	ctrl->loss_tmo_ms = opts->ctrl_loss_tmo_ms < 0	 ? -1
+			    : opts->ctrl_loss_tmo_ms ? opts->ctrl_loss_tmo_ms
+						     : NVTCP_CTRL_LOSS_TMO_DEFAULT;
+	ctrl->delay_min_ms =
+		opts->reconnect_delay_ms ? opts->reconnect_delay_ms : NVTCP_RECONNECT_DELAY_DEFAULT;
+	ctrl->delay_ms = ctrl->delay_min_ms;
 	snprintf(ctrl->traddr, sizeof(ctrl->traddr), "%s", opts->traddr);
 	snprintf(ctrl->trsvcid, sizeof(ctrl->trsvcid), "%s",
 		 opts->trsvcid && *opts->trsvcid ? opts->trsvcid : "4420");
@@ -447,7 +655,7 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->io_timeout_ms = MAX(ctrl->timeout_ms, CTRL_IO_TIMEOUT_MIN);
 	ctrl->info.kato_ms = opts->kato_ms ? opts->kato_ms : CTRL_DEFAULT_KATO;
 
-	r = ctrl_connect_queue(ctrl, 0, CTRL_ADMIN_QSIZE, opts, &ctrl->admin, err, errlen);
+	r = ctrl_connect_queue(ctrl, 0, CTRL_ADMIN_QSIZE, opts, false, &ctrl->admin, err, errlen);
 	if (r < 0)
 		goto err_free;
 	ctrl->info.maxh2cdata = ctrl->admin->params.maxh2cdata;
@@ -473,12 +681,19 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 			r = -ENOMEM;
 			goto err_free;
 		}
+		ctrl->info.nr_io_queues = granted; /* queues ctrl_free() looks at */
 		for (unsigned i = 0; i < granted; i++) {
 			struct nvtcp_io_queue *q = &ctrl->ioqs[i];
 
 			q->ctrl = ctrl;
 			q->qid = (uint16_t)(i + 1);
-			r = ctrl_connect_queue(ctrl, q->qid, qsize, opts, &q->conn, err, errlen);
+			q->held = calloc(qsize - 1, sizeof(*q->held));
+			if (!q->held) {
+				r = -ENOMEM;
+				goto err_free;
+			}
+			r = ctrl_connect_queue(ctrl, q->qid, qsize, opts, ctrl_can_reconnect(ctrl),
+					       &q->conn, err, errlen);
 			if (r < 0)
 				goto err_free;
 			q->conn->opts.incapsule_max = ctrl->info.incapsule_max;

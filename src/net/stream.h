@@ -49,7 +49,8 @@ struct stream_tx {
 /* Callbacks into the owner (target connection or host queue). Return 0 to go on, or a
  * negative errno to stop receiving (the stream reports it from stream_recv). To make the
  * stream send a TermReq for a protocol error found by the owner (bad TTAG, ...), return
- * -EPROTO after filling s->err. */
+ * -EPROTO after filling s->err. Callbacks must not call stream_fini(): the stream is still
+ * walking its ring; return an error and tear down after stream_recv returns. */
 struct stream_cbs {
 	/* A complete, validated header in s->rx.hdr. For a PDU with data, call
 	 * pdu_rx_set_dst() or pdu_rx_discard() on &s->rx before returning. */

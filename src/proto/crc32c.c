@@ -8,6 +8,19 @@
 
 #include <isa-l/crc.h>
 
+/* ISA-L 2.30 (Debian 12) dispatches crc32_iscsi to an AVX-512 routine (crc32_iscsi_by16_10)
+ * that returns without vzeroupper. The dirty upper register state then makes every later
+ * legacy-SSE instruction (glibc's small memcpy, gcc's SSE moves) pay a state transition:
+ * bench_proto measured PDU decoding 4-6x slower after the first CRC. Clean up after it. The
+ * CPU check reads libgcc's cached CPUID result; no state of ours. */
+static inline void crc32c_clear_upper(void)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx"))
+		__asm__ volatile("vzeroupper" ::: "memory");
+#endif
+}
+
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
@@ -20,6 +33,7 @@ uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+	crc32c_clear_upper();
 	return crc;
 }
 

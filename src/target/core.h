@@ -10,6 +10,7 @@
 
 #include <stdatomic.h>
 
+#include "../auth/dhchap.h"
 #include "tgt.h"
 
 #define TGT_MAX_NSID	    1024 /* NN and MNAN */
@@ -46,6 +47,12 @@ struct tgt_core_subsys {
 	struct tgt_subsys subsys;
 	struct tgt_ns *ns_by_id[TGT_MAX_NSID + 1]; /* I/O path lookup, NULL = inactive */
 	uint64_t created_ms;			   /* for SMART power-on hours */
+	/* DH-HMAC-CHAP allow-lists in order of preference ("dhchap_hashes"/"dhchap_dhgroups");
+	 * empty = every hash / group (sha256 first, null first). */
+	uint8_t dhchap_hashes[DHCHAP_HASH_COUNT];
+	uint8_t nr_dhchap_hashes;
+	uint8_t dhchap_dhgroups[DHCHAP_DHGROUP_COUNT];
+	uint8_t nr_dhchap_dhgroups;
 };
 
 /* Pending events, one bit each, masked after being reported until the log page is read. */
@@ -96,6 +103,9 @@ struct tgt_ctrl {
 	unsigned aen_masked; /* 1 << enum tgt_aen_bit */
 	uint32_t changed_ns[TGT_MAX_CHANGED_NS];
 	unsigned nr_changed_ns; /* > TGT_MAX_CHANGED_NS means overflow */
+
+	/* in-band authentication (auth.c): NULL if the host has no DH-HMAC-CHAP key */
+	struct tgt_auth *auth;
 
 	/* error log ring (ctrl->lock) */
 	struct nvme_error_log err_log[TGT_ERR_LOG_ENTRIES];
@@ -187,6 +197,24 @@ void tgt_ctrl_ns_changed(struct tgt_ctrl *ctrl, uint32_t nsid);
 void tgt_ctrl_clear_aen(struct tgt_ctrl *ctrl, enum tgt_aen_bit bit, bool rae);
 /* Record a failed command in the error log (any thread). */
 void tgt_ctrl_log_error(struct tgt_ctrl *ctrl, const struct tgt_req *req, uint16_t status);
+
+/* ---- in-band authentication (auth.c) --------------------------------------------------- */
+
+/* Admin Connect: if the subsystem lists ctrl's host with a "dhchap_key", set up ctrl->auth
+ * (keys, allow-lists, one state per queue). Returns 0 or -ENOMEM / -EINVAL. */
+int tgt_auth_ctrl_setup(struct tgt_ctrl *ctrl);
+/* Last controller reference gone: wipe and free ctrl->auth. */
+void tgt_auth_ctrl_free(struct tgt_ctrl *ctrl);
+/* Connect of q (admin or I/O) succeeded: give it its own DH-HMAC-CHAP state, unauthenticated.
+ * Returns the Connect response DW0 bits to add (AUTHREQ.ATR when authentication is required),
+ * or -ENOMEM. On q's thread. */
+int tgt_auth_queue_setup(struct tgt_queue *q);
+/* May q run commands other than Connect and Authentication Send/Receive? */
+bool tgt_auth_queue_ok(const struct tgt_queue *q);
+/* q is going (tgt_queue_destroy): free its state. */
+void tgt_auth_queue_destroy(struct tgt_queue *q);
+/* Parse Authentication Send / Receive (FCTYPE 05h / 06h) on a connected queue. */
+int tgt_auth_parse(struct tgt_req *req);
 
 /* ---- subsystems (subsys.c) -------------------------------------------------------------- */
 

@@ -395,9 +395,12 @@ NVTCP_EXPORT int nvtcp_target_run(struct nvtcp_target *t)
 		 t->tgt.busy_poll ? ", busy polling" : "");
 
 	ret = loop_run(th0->loop);
-	if (ret < 0)
+	if (ret < 0) {
 		log_err("thread 0: event loop failed: %s", strerror(-ret));
+		goto out_listeners;
+	}
 	log_info("target stopping");
+	atomic_store(&t->stop_requested, true); /* workers now report their exit */
 
 	/* Clean shutdown: no new connections; the workers drain first (thread 0 still serves
 	 * the admin queues and the posts they send), then thread 0 drains and stops. */

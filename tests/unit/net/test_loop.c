@@ -2,6 +2,7 @@
  * Layer: tests. Uses pipes and a second thread only; no sockets. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -303,6 +304,44 @@ static void test_stop_before_run(void)
 	loop_destroy(cur_loop);
 }
 
+/* ---- loop_run pins its thread to opts.cpu ---- */
+
+static int pinned_ok;
+
+static void timer_check_pin(struct loop_timer *t)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	pinned_ok = sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1 &&
+		    CPU_ISSET(0, &set);
+	loop_stop(cur_loop);
+}
+
+static void *pin_thread(void *arg)
+{
+	struct loop_opts o = {.busy_poll = false, .cpu = 0};
+	struct loop_timer t = {.fn = timer_check_pin};
+
+	if (loop_create(&cur_loop, &o) != 0)
+		return NULL;
+	loop_timer_arm(cur_loop, &t, 1);
+	loop_run(cur_loop);
+	loop_destroy(cur_loop);
+	return NULL;
+}
+
+static void test_cpu_pinning(void)
+{
+	pthread_t th;
+
+	pinned_ok = 0;
+	/* on a thread of its own: pinning the test's main thread would outlive the case */
+	TAP_CHECK_EQ(pthread_create(&th, NULL, pin_thread, NULL), 0);
+	pthread_join(th, NULL);
+	TAP_CHECK(pinned_ok);
+}
+
 int main(void)
 {
 	TAP_RUN(test_timer_order);
@@ -315,5 +354,6 @@ int main(void)
 	TAP_RUN(test_busy_timer);
 	TAP_RUN(test_stop_from_signal);
 	TAP_RUN(test_stop_before_run);
+	TAP_RUN(test_cpu_pinning);
 	return tap_done();
 }
