@@ -21,13 +21,13 @@ void log_set_level(enum log_level level);
 int log_parse_level(const char *name, enum log_level *out);
 void log_msg(enum log_level level, const char *fmt, ...) PRINTF_FMT(2, 3);
 
-#define log_err(...)   log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                           \
-	do {                                                                                     \
-		if (unlikely(log_threshold >= LOG_LEVEL_DEBUG))                                  \
-			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                   \
+#define log_err(...)  log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                          \
+	do {                                                    \
+		if (unlikely(log_threshold >= LOG_LEVEL_DEBUG)) \
+			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);  \
 	} while (0)
 
 #endif

@@ -8,15 +8,15 @@
 
 #include "../common/compiler.h"
 
-#define NVME_DISCOVERY_NQN "nqn.2014-08.org.nvmexpress.discovery"
-#define NVME_NQN_MAX	   256 /* including the NUL */
-#define NVME_PORT_IO	   4420
-#define NVME_PORT_DISC	   8009
-#define NVME_TRTYPE_TCP	   3
-#define NVME_ADRFAM_IPV4   1
-#define NVME_ADRFAM_IPV6   2
+#define NVME_DISCOVERY_NQN  "nqn.2014-08.org.nvmexpress.discovery"
+#define NVME_NQN_MAX	    256 /* including the NUL */
+#define NVME_PORT_IO	    4420
+#define NVME_PORT_DISC	    8009
+#define NVME_TRTYPE_TCP	    3
+#define NVME_ADRFAM_IPV4    1
+#define NVME_ADRFAM_IPV6    2
 #define NVME_CNTLID_DYNAMIC 0xffff
-#define NVME_NSID_ALL	   0xffffffffu
+#define NVME_NSID_ALL	    0xffffffffu
 
 /* ---- opcodes ---------------------------------------------------------------------------- */
 
@@ -55,14 +55,14 @@ enum nvme_fctype {
 };
 
 /* Read/Write CDW12 */
-#define NVME_RW_NLB_MASK 0xffffu   /* bits 15:0, 0's based */
+#define NVME_RW_NLB_MASK 0xffffu /* bits 15:0, 0's based */
 #define NVME_RW_FUA	 (1u << 30)
 #define NVME_RW_LR	 (1u << 31)
 #define NVME_WZ_DEAC	 (1u << 25) /* Write Zeroes: deallocate */
 /* DSM CDW11 attributes */
-#define NVME_DSM_IDR	 (1u << 0)
-#define NVME_DSM_IDW	 (1u << 1)
-#define NVME_DSM_AD	 (1u << 2) /* deallocate */
+#define NVME_DSM_IDR (1u << 0)
+#define NVME_DSM_IDW (1u << 1)
+#define NVME_DSM_AD  (1u << 2) /* deallocate */
 
 /* DSM range (16 bytes) */
 struct nvme_dsm_range {
@@ -134,8 +134,8 @@ enum nvme_sc_media {
 	NVME_SC_ACCESS_DENIED = 0x86,
 };
 
-#define NVME_STATUS_DNR		(1u << 15)
-#define NVME_STATUS_MORE	(1u << 14)
+#define NVME_STATUS_DNR	 (1u << 15)
+#define NVME_STATUS_MORE (1u << 14)
 /* Build the 16-bit CQE status word (phase bit 0 is always 0 on fabrics). */
 #define NVME_STATUS(sct, sc)	((uint16_t)(((unsigned)(sct) << 9) | ((unsigned)(sc) << 1)))
 #define NVME_STATUS_SCT(status) (((status) >> 9) & 0x7)
@@ -143,7 +143,7 @@ enum nvme_sc_media {
 
 /* Connect "invalid parameters" DW0: IATTR bit 0 (1 = in the data), IPO bits 31:16 */
 #define NVME_CONNECT_IPO_IATTR(in_data, offset) (((uint32_t)(offset) << 16) | ((in_data) ? 1u : 0u))
-#define NVME_CONNECT_RSP_AUTH_REQUIRED (1u << 17)
+#define NVME_CONNECT_RSP_AUTH_REQUIRED		(1u << 17)
 
 /* ---- controller registers (properties) -------------------------------------------------- */
 
@@ -164,23 +164,23 @@ enum nvme_prop {
 #define NVME_CAP_MPSMIN_SHIFT 48
 #define NVME_CAP_MPSMAX_SHIFT 52
 
-#define NVME_CC_EN	      (1u << 0)
-#define NVME_CC_CSS_SHIFT     4
-#define NVME_CC_MPS_SHIFT     7
-#define NVME_CC_AMS_SHIFT     11
-#define NVME_CC_SHN_SHIFT     14
-#define NVME_CC_SHN_MASK      (3u << 14)
-#define NVME_CC_SHN_NORMAL    (1u << 14)
-#define NVME_CC_SHN_ABRUPT    (2u << 14)
-#define NVME_CC_IOSQES_SHIFT  16
-#define NVME_CC_IOCQES_SHIFT  20
+#define NVME_CC_EN	     (1u << 0)
+#define NVME_CC_CSS_SHIFT    4
+#define NVME_CC_MPS_SHIFT    7
+#define NVME_CC_AMS_SHIFT    11
+#define NVME_CC_SHN_SHIFT    14
+#define NVME_CC_SHN_MASK     (3u << 14)
+#define NVME_CC_SHN_NORMAL   (1u << 14)
+#define NVME_CC_SHN_ABRUPT   (2u << 14)
+#define NVME_CC_IOSQES_SHIFT 16
+#define NVME_CC_IOCQES_SHIFT 20
 
-#define NVME_CSTS_RDY	       (1u << 0)
-#define NVME_CSTS_CFS	       (1u << 1)
-#define NVME_CSTS_SHST_MASK    (3u << 2)
-#define NVME_CSTS_SHST_NORMAL  (0u << 2)
-#define NVME_CSTS_SHST_OCCUR   (1u << 2)
-#define NVME_CSTS_SHST_CMPLT   (2u << 2)
+#define NVME_CSTS_RDY	      (1u << 0)
+#define NVME_CSTS_CFS	      (1u << 1)
+#define NVME_CSTS_SHST_MASK   (3u << 2)
+#define NVME_CSTS_SHST_NORMAL (0u << 2)
+#define NVME_CSTS_SHST_OCCUR  (1u << 2)
+#define NVME_CSTS_SHST_CMPLT  (2u << 2)
 
 #define NVME_VS(maj, min, ter) (((uint32_t)(maj) << 16) | ((uint32_t)(min) << 8) | (uint32_t)(ter))
 
@@ -303,19 +303,19 @@ struct nvme_id_ctrl {
 };
 
 /* OACS, ONCS, LPA, OAES, SGLS bits used here */
-#define NVME_ONCS_DSM		    (1u << 2)
-#define NVME_ONCS_WRITE_ZEROES	    (1u << 3)
-#define NVME_ONCS_FEATURES_SAVE	    (1u << 4)
-#define NVME_LPA_EXTENDED_DATA	    (1u << 2)
-#define NVME_OAES_NS_ATTR	    (1u << 8)
-#define NVME_OAES_DISC_LOG_CHANGE   (1u << 31)
-#define NVME_SGLS_SUPPORTED	    (1u << 0) /* byte-aligned contiguous */
-#define NVME_SGLS_KEYED		    (1u << 2)
-#define NVME_SGLS_OFFSET	    (1u << 20) /* in-capsule data with offset addressing */
-#define NVME_CTRATT_128BIT_HOSTID   (1u << 0)
-#define NVME_VWC_PRESENT	    (1u << 0)
-#define NVME_CNTRLTYPE_IO	    1
-#define NVME_CNTRLTYPE_DISCOVERY    2
+#define NVME_ONCS_DSM		  (1u << 2)
+#define NVME_ONCS_WRITE_ZEROES	  (1u << 3)
+#define NVME_ONCS_FEATURES_SAVE	  (1u << 4)
+#define NVME_LPA_EXTENDED_DATA	  (1u << 2)
+#define NVME_OAES_NS_ATTR	  (1u << 8)
+#define NVME_OAES_DISC_LOG_CHANGE (1u << 31)
+#define NVME_SGLS_SUPPORTED	  (1u << 0) /* byte-aligned contiguous */
+#define NVME_SGLS_KEYED		  (1u << 2)
+#define NVME_SGLS_OFFSET	  (1u << 20) /* in-capsule data with offset addressing */
+#define NVME_CTRATT_128BIT_HOSTID (1u << 0)
+#define NVME_VWC_PRESENT	  (1u << 0)
+#define NVME_CNTRLTYPE_IO	  1
+#define NVME_CNTRLTYPE_DISCOVERY  2
 
 /* LBA format (4 bytes) */
 struct nvme_lbaf {
@@ -430,18 +430,18 @@ struct nvme_disc_log_hdr {
 	uint8_t rsvd[1006];
 };
 
-#define NVME_DISC_SUBTYPE_REFERRAL	 1
-#define NVME_DISC_SUBTYPE_NVME		 2
-#define NVME_DISC_SUBTYPE_CURRENT	 3
-#define NVME_DISC_TREQ_NOT_SPECIFIED	 0x00
-#define NVME_DISC_TREQ_REQUIRED		 0x01
-#define NVME_DISC_TREQ_NOT_REQUIRED	 0x02
-#define NVME_DISC_TREQ_DISABLE_SQFLOW	 0x04
-#define NVME_DISC_EFLAGS_DUPRETINFO	 (1u << 0)
-#define NVME_DISC_EFLAGS_EPCSD		 (1u << 1)
-#define NVME_TCP_SECTYPE_NONE		 0
-#define NVME_TCP_SECTYPE_TLS12		 1
-#define NVME_TCP_SECTYPE_TLS13		 2
+#define NVME_DISC_SUBTYPE_REFERRAL    1
+#define NVME_DISC_SUBTYPE_NVME	      2
+#define NVME_DISC_SUBTYPE_CURRENT     3
+#define NVME_DISC_TREQ_NOT_SPECIFIED  0x00
+#define NVME_DISC_TREQ_REQUIRED	      0x01
+#define NVME_DISC_TREQ_NOT_REQUIRED   0x02
+#define NVME_DISC_TREQ_DISABLE_SQFLOW 0x04
+#define NVME_DISC_EFLAGS_DUPRETINFO   (1u << 0)
+#define NVME_DISC_EFLAGS_EPCSD	      (1u << 1)
+#define NVME_TCP_SECTYPE_NONE	      0
+#define NVME_TCP_SECTYPE_TLS12	      1
+#define NVME_TCP_SECTYPE_TLS13	      2
 
 struct nvme_disc_log_entry {
 	uint8_t trtype;
@@ -478,8 +478,8 @@ enum nvme_feat {
 };
 
 /* Asynchronous event completion DW0: type 2:0, info 15:8, log page 23:16 */
-#define NVME_AER_TYPE_NOTICE	    2
-#define NVME_AER_NOTICE_NS_CHANGED  0x00
+#define NVME_AER_TYPE_NOTICE	     2
+#define NVME_AER_NOTICE_NS_CHANGED   0x00
 #define NVME_AER_NOTICE_DISC_CHANGED 0xf0
 #define NVME_AER_DW0(type, info, lid) \
 	((uint32_t)(type) | ((uint32_t)(info) << 8) | ((uint32_t)(lid) << 16))

@@ -25,13 +25,13 @@ enum wire_pdu_type {
 	WIRE_PDU_TYPE_COUNT = 0x0a /* one past the highest type value (08h is unassigned) */
 };
 
-#define WIRE_FLAG_HDGSTF    0x01 /* header digest present */
-#define WIRE_FLAG_DDGSTF    0x02 /* data digest present */
-#define WIRE_FLAG_LAST_PDU  0x04 /* H2CData/C2HData: last PDU of the transfer */
-#define WIRE_FLAG_SUCCESS   0x08 /* C2HData: command done, no CapsuleResp follows */
+#define WIRE_FLAG_HDGSTF   0x01 /* header digest present */
+#define WIRE_FLAG_DDGSTF   0x02 /* data digest present */
+#define WIRE_FLAG_LAST_PDU 0x04 /* H2CData/C2HData: last PDU of the transfer */
+#define WIRE_FLAG_SUCCESS  0x08 /* C2HData: command done, no CapsuleResp follows */
 
-#define WIRE_DGST_HDR	    0x01 /* ICReq/ICResp DGST byte bit 0: header digest */
-#define WIRE_DGST_DATA	    0x02 /* bit 1: data digest */
+#define WIRE_DGST_HDR  0x01 /* ICReq/ICResp DGST byte bit 0: header digest */
+#define WIRE_DGST_DATA 0x02 /* bit 1: data digest */
 
 #define WIRE_DIGEST_LEN	    4
 #define WIRE_PDO_MAX	    128 /* PDO is at most 128 bytes */

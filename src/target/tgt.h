@@ -30,17 +30,17 @@
 #include "../proto/nvme.h"
 #include "../proto/wire.h"
 
-#define TGT_MAX_THREADS	     64
-#define TGT_MDTS	     7	/* 2^7 * 4 KiB = 512 KiB largest transfer */
-#define TGT_MAX_XFER	     (4096u << TGT_MDTS)
-#define TGT_MAX_QUEUES	     128 /* I/O queues per controller */
-#define TGT_MAX_QUEUE_DEPTH  128 /* MQES + 1 */
+#define TGT_MAX_THREADS	      64
+#define TGT_MDTS	      7 /* 2^7 * 4 KiB = 512 KiB largest transfer */
+#define TGT_MAX_XFER	      (4096u << TGT_MDTS)
+#define TGT_MAX_QUEUES	      128 /* I/O queues per controller */
+#define TGT_MAX_QUEUE_DEPTH   128 /* MQES + 1 */
 #define TGT_ADMIN_QUEUE_DEPTH 32
-#define TGT_INCAPSULE_IO     16384 /* in-capsule data on I/O queues: IOCCSZ = (64 + this) / 16 */
-#define TGT_INCAPSULE_ADMIN  8192
-#define TGT_MAXH2CDATA	     (128 * 1024)
-#define TGT_AERL	     3	/* 0's based: 4 outstanding AERs */
-#define TGT_KATO_DEFAULT_MS  120000
+#define TGT_INCAPSULE_IO      16384 /* in-capsule data on I/O queues: IOCCSZ = (64 + this) / 16 */
+#define TGT_INCAPSULE_ADMIN   8192
+#define TGT_MAXH2CDATA	      (128 * 1024)
+#define TGT_AERL	      3 /* 0's based: 4 outstanding AERs */
+#define TGT_KATO_DEFAULT_MS   120000
 
 struct tgt;
 struct tgt_thread;
@@ -76,12 +76,12 @@ struct tgt_queue {
 	const struct tgt_queue_ops *ops;
 	struct tgt_ctrl *ctrl; /* set by Connect; NULL before */
 	uint16_t qid;
-	uint16_t sqsize;	 /* entries (1's based), from Connect */
-	uint16_t sqhd;		 /* SQ head pointer reported in CQEs */
-	bool sqfc_disabled;	 /* Connect CATTR bit 2: C2HData SUCCESS allowed */
-	bool connected;		 /* Connect succeeded */
-	char name[96];		 /* for logs: "127.0.0.1:45678 q1 ctrl 3" */
-	char peer_addr[64];	 /* host address (for the access list and logs) */
+	uint16_t sqsize;	     /* entries (1's based), from Connect */
+	uint16_t sqhd;		     /* SQ head pointer reported in CQEs */
+	bool sqfc_disabled;	     /* Connect CATTR bit 2: C2HData SUCCESS allowed */
+	bool connected;		     /* Connect succeeded */
+	char name[96];		     /* for logs: "127.0.0.1:45678 q1 ctrl 3" */
+	char peer_addr[64];	     /* host address (for the access list and logs) */
 	struct list_head ctrl_entry; /* in ctrl->queues (ctrl->lock) */
 };
 
@@ -131,12 +131,7 @@ void tgt_queue_touch(struct tgt_queue *q);
 
 /* ---- target object model (core) -------------------------------------------------------- */
 
-enum tgt_secure {
-	TGT_SECURE_NONE,
-	TGT_SECURE_OPTIONAL,
-	TGT_SECURE_REQUIRED,
-	TGT_SECURE_COUNT
-};
+enum tgt_secure { TGT_SECURE_NONE, TGT_SECURE_OPTIONAL, TGT_SECURE_REQUIRED, TGT_SECURE_COUNT };
 
 struct tgt_port {
 	uint16_t portid;
@@ -161,7 +156,7 @@ struct tgt_ns {
 	struct nvtcp_backend *backend;
 	struct nvtcp_backend_channel *channels[TGT_MAX_THREADS]; /* one per thread index */
 	uint32_t block_size;
-	uint8_t lbads;	    /* log2(block_size) */
+	uint8_t lbads; /* log2(block_size) */
 	uint64_t nblocks;
 	uint8_t nguid[16];
 	uint8_t uuid[16];

@@ -15,29 +15,29 @@
 
 static int tap_cases, tap_failed_cases, tap_case_failed;
 
-#define TAP_CHECK(cond)                                                                          \
-	do {                                                                                     \
-		if (!(cond)) {                                                                   \
-			tap_case_failed = 1;                                                     \
-			printf("# FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                 \
-		}                                                                                \
+#define TAP_CHECK(cond)                                                          \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			tap_case_failed = 1;                                     \
+			printf("# FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+		}                                                                \
 	} while (0)
 
-#define TAP_CHECK_EQ(a, b)                                                                       \
-	do {                                                                                     \
-		long long tap_a_ = (long long)(a), tap_b_ = (long long)(b);                      \
-		if (tap_a_ != tap_b_) {                                                          \
-			tap_case_failed = 1;                                                     \
+#define TAP_CHECK_EQ(a, b)                                                                        \
+	do {                                                                                      \
+		long long tap_a_ = (long long)(a), tap_b_ = (long long)(b);                       \
+		if (tap_a_ != tap_b_) {                                                           \
+			tap_case_failed = 1;                                                      \
 			printf("# FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, \
-			       #b, tap_a_, tap_b_);                                              \
-		}                                                                                \
+			       #b, tap_a_, tap_b_);                                               \
+		}                                                                                 \
 	} while (0)
 
 #define TAP_CHECK_MEM(a, b, n)                                                                   \
 	do {                                                                                     \
 		if (memcmp((a), (b), (n)) != 0) {                                                \
 			tap_case_failed = 1;                                                     \
-			printf("# FAIL %s:%d: memcmp(%s, %s, %s)\n", __FILE__, __LINE__, #a, #b,  \
+			printf("# FAIL %s:%d: memcmp(%s, %s, %s)\n", __FILE__, __LINE__, #a, #b, \
 			       #n);                                                              \
 		}                                                                                \
 	} while (0)
@@ -57,11 +57,11 @@ static inline void tap_end(const char *name)
 }
 
 /* Run a void(void) test function as one case. */
-#define TAP_RUN(fn)                                                                              \
-	do {                                                                                     \
-		tap_begin();                                                                     \
-		fn();                                                                            \
-		tap_end(#fn);                                                                    \
+#define TAP_RUN(fn)           \
+	do {                  \
+		tap_begin();  \
+		fn();         \
+		tap_end(#fn); \
 	} while (0)
 
 /* Record a case whose pass/fail the caller computed (for table-driven tests). */
