@@ -22,7 +22,7 @@ nqn=nqn.2024-01.io.nvtcp:mem0
 usage() {
 	cat <<EOF
 usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"] [-w REGEX]
-                         [-C] [-R] [-j RAW.jsonl] [-n NICE]
+                         [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN]
   -t SECONDS  length of each run, whole seconds (default 10)
   -r REPEATS  runs per figure, the median is reported (default 3)
   -b DIR      meson build dir holding bench/ceiling, tools/nvtcpd, tools/nvtcp (default: build)
@@ -32,13 +32,15 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -C          ceiling only, even if nvtcpd and nvtcp are built
   -R          skip the RSS measurement (nvtcpd idle and with 64 connections at QD128)
   -j FILE     also keep every run's figures, one JSON object per line
+  -s SUBNQN   subsystem to drive (default $nqn,
+              the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
               work on a shared machine, at that work's expense; needs root below 0)
 Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy").
 EOF
 }
 
-while getopts "t:r:b:m:w:CRj:n:h" opt; do
+while getopts "t:r:b:m:w:CRj:n:s:h" opt; do
 	case $opt in
 	t) secs=$OPTARG ;;
 	r) reps=$OPTARG ;;
@@ -49,6 +51,7 @@ while getopts "t:r:b:m:w:CRj:n:h" opt; do
 	R) do_rss=0 ;;
 	j) raw=$OPTARG ;;
 	n) nice_adj=$OPTARG ;;
+	s) nqn=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -90,6 +93,7 @@ workloads=(
 
 tmp=$(mktemp -d /tmp/nvtcp-loopback.XXXXXX)
 results=$tmp/runs.jsonl
+failed=0
 : >"$results"
 tgt_pid=""
 
@@ -154,7 +158,7 @@ run_ceiling() {
 	fi
 	jq -c --arg mode "$1" --arg wl "$2" --argjson rep "$6" --argjson ord "$wl_ord" \
 		'{kind: "ceiling", mode: $mode, wl: $wl, ord: $ord, rep: $rep, iops, mbps,
-		  lat_us: .avg_lat_us,
+		  lat_us: .avg_lat_us, cpu_bound_iops, io_size,
 		  cpu_s_per_mio: .server_cpu_s_per_mio}' <<<"$out" >>"$results"
 }
 
@@ -196,16 +200,25 @@ for mode in $modes; do
 		for ((rep = 1; rep <= reps; rep++)); do
 			echo "# $mode $name run $rep/$reps" >&2
 			run_ceiling "$mode" "$name" "$rw" "$io" "$qd" "$rep" || exit 1
-			if ((have_nvtcp)); then
-				run_perf "$mode" plain "$name" "$rw" "$io" "$qd" "$rep" || exit 1
-				run_perf "$mode" digest "$name" "$rw" "$io" "$qd" "$rep" || exit 1
-			fi
+			((have_nvtcp)) || continue
+			for variant in plain digest; do
+				# a failed nvtcp run costs its row, not the rest of the benchmark
+				if ! kill -0 "$tgt_pid" 2>/dev/null; then
+					echo "loopback.sh: nvtcpd died, restarting it:" >&2
+					tail -3 "$tmp/nvtcpd.log" >&2
+					tgt_pid=""
+					start_target "$mode" || exit 1
+				fi
+				run_perf "$mode" "$variant" "$name" "$rw" "$io" "$qd" "$rep" ||
+					failed=$((failed + 1))
+			done
 		done
 	done
 	stop_target
 done
 
 [[ -n $raw ]] && cp "$results" "$raw"
+((failed == 0)) || echo "# $failed nvtcp perf runs failed (messages above); their rows are missing"
 
 # Medians per (mode, workload, kind), then ratios to the ceiling of the same mode and workload.
 jq -rs '
@@ -234,6 +247,16 @@ def f(n): if . == null then "-" else (. * pow(10; n) | round) / pow(10; n) | tos
 echo "# xIOPS, xlat: nvtcp / ceiling of the same mode; cpu_s/MIO: CPU seconds per million I/Os"
 echo "# of the target (nvtcpd utime+stime) or of the ceiling's server thread; dig/plain: IOPS"
 echo "# with header+data digests / without"
+
+# Blocking-mode ceiling threads only use CPU for work, so their CPU time says what the ceiling
+# would reach with whole cores: the figure to read when other work shares the machine.
+jq -rs '
+def median: sort | if length == 0 then null
+	elif length % 2 == 1 then .[length / 2 | floor]
+	else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+map(select(.kind == "ceiling" and .mode == "irq")) | group_by(.ord)[]
+| "# ceiling irq \(.[0].wl): CPU-bound estimate \(map(.cpu_bound_iops) | median | round) IOPS, " +
+  "\(map(.cpu_bound_iops * .io_size / 1e6) | median | round) MB/s"' "$results"
 
 if ((have_nvtcp && do_rss)); then
 	rss_secs=$((secs < 4 ? 4 : secs))

@@ -30,6 +30,17 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 	case CLI_OPT_DDGST:
 		o->data_digest = true;
 		return true;
+	case CLI_OPT_LOSS_TMO: {
+		double v = cli_parse_seconds("ctrl-loss-tmo", arg);
+
+		o->ctrl_loss_tmo_ms = v == 0 ? NVTCP_NO_RECONNECT : (int)(v * 1000 + 0.5);
+		return true;
+	}
+	case CLI_OPT_RECONNECT_DELAY:
+		o->reconnect_delay_ms = (unsigned)(cli_parse_seconds("reconnect-delay", arg) * 1000);
+		if (!o->reconnect_delay_ms)
+			o->reconnect_delay_ms = 1;
+		return true;
 	case CLI_OPT_JSON:
 		if (json)
 			*json = true;
@@ -49,6 +60,18 @@ void cli_die(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
+}
+
+double cli_parse_seconds(const char *what, const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || v < 0 || v > 86400)
+		cli_die(what, "'%s' is not a number of seconds between 0 and 86400", s);
+	return v;
 }
 
 uint64_t cli_parse_u64(const char *what, const char *s)

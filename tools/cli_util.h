@@ -20,6 +20,8 @@ enum cli_opt {
 	CLI_OPT_VERIFY,
 	CLI_OPT_QUEUES,
 	CLI_OPT_KATO,
+	CLI_OPT_LOSS_TMO,
+	CLI_OPT_RECONNECT_DELAY,
 	CLI_OPT_COUNT
 };
 
@@ -30,6 +32,8 @@ enum cli_opt {
 		{"hdr-digest", no_argument, NULL, CLI_OPT_HDGST},                            \
 		{"data-digest", no_argument, NULL, CLI_OPT_DDGST},                           \
 		{"help", no_argument, NULL, CLI_OPT_HELP},                                   \
+		{"ctrl-loss-tmo", required_argument, NULL, CLI_OPT_LOSS_TMO},                \
+		{"reconnect-delay", required_argument, NULL, CLI_OPT_RECONNECT_DELAY},       \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
 	}
@@ -42,7 +46,11 @@ enum cli_opt {
 	"      --hostnqn NQN     host NQN (default: /etc/nvme/hostnqn, else generated once and\n" \
 	"                        kept in ~/.config/nvtcp/hostnqn)\n"                              \
 	"      --hdr-digest      ask for CRC32C header digests\n"                                 \
-	"      --data-digest     ask for CRC32C data digests\n"
+	"      --data-digest     ask for CRC32C data digests\n"                                  \
+	"      --ctrl-loss-tmo S seconds to keep reconnecting after the target went away before\n" \
+	"                        failing I/O (default 60; 0 = never reconnect; decimals ok)\n"     \
+	"      --reconnect-delay S  first delay between reconnect attempts, doubling up to 8x\n"  \
+	"                        (default 1)\n"
 
 /* Handle a transport option; returns true if opt was one. */
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json);
@@ -50,6 +58,8 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
  * error. */
 uint64_t cli_parse_size(const char *what, const char *s);
 uint64_t cli_parse_u64(const char *what, const char *s);
+/* Seconds (decimals allowed, 0..86400); exits with a message on error. */
+double cli_parse_seconds(const char *what, const char *s);
 /* Print "nvtcp CMD: message" to stderr and exit(1). */
 void cli_die(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 /* Connect (with io queues) or die with the library's explanation. */

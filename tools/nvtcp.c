@@ -379,6 +379,23 @@ static int cmd_identify(int argc, char **argv)
 
 /* ---- read / write ------------------------------------------------------------------------ */
 
+/* Explain a failed read/write (NVMe status or transport error) and exit. */
+static void rw_die(const char *cmd, int r, uint64_t slba, uint64_t nlb, uint32_t nsid,
+		   const struct nvtcp_ns_info *ns) __attribute__((noreturn));
+static void rw_die(const char *cmd, int r, uint64_t slba, uint64_t nlb, uint32_t nsid,
+		   const struct nvtcp_ns_info *ns)
+{
+	char msg[256];
+
+	nvtcp_result_str(r, msg, sizeof(msg));
+	if (r > 0 && NVTCP_STATUS_SCT(r) == 0 && NVTCP_STATUS_SC(r) == 0x80)
+		cli_die(cmd,
+			"%s failed: %s: blocks %" PRIu64 "..%" PRIu64 " are beyond namespace %u "
+			"(%" PRIu64 " blocks of %u bytes)",
+			cmd, msg, slba, slba + nlb - 1, nsid, ns->nsze, ns->lba_size);
+	cli_die(cmd, "%s failed: %s", cmd, msg);
+}
+
 static int cmd_rw(int argc, char **argv, bool is_write)
 {
 	static const struct option lo[] = {CLI_TRANSPORT_LONGOPTS,
@@ -439,11 +456,11 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 		cli_die(cmd, "namespace %u: %s", nsid,
 			r == -ENOENT ? "not active on this controller (try --nsid 1)"
 				     : nvtcp_result_str(r, msg, sizeof(msg)));
-	if (slba >= ns.nsze || nlb > ns.nsze - slba)
-		cli_die(cmd,
-			"blocks %" PRIu64 "..%" PRIu64 " are beyond namespace %u (%" PRIu64
-			" blocks)",
-			slba, slba + nlb - 1, nsid, ns.nsze);
+	/* The range itself is the controller's to judge (its answer names the problem); only a
+	 * count no namespace of this size could hold is refused before allocating for it. */
+	if (nlb > ns.nsze)
+		cli_die(cmd, "--block-count %" PRIu64 " exceeds namespace %u (%" PRIu64 " blocks)",
+			nlb, nsid, ns.nsze);
 	if (!nvtcp_ctrl_io_queue(ctrl, 0))
 		cli_die(cmd, "the controller granted no I/O queue");
 	len = (size_t)nlb * ns.lba_size;
@@ -470,11 +487,11 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 		r = nvtcp_write(nvtcp_ctrl_io_queue(ctrl, 0), nsid, slba, (uint32_t)nlb, buf, len,
 				flags);
 		if (r)
-			cli_die(cmd, "write failed: %s", nvtcp_result_str(r, msg, sizeof(msg)));
+			rw_die(cmd, r, slba, nlb, nsid, &ns);
 	} else {
 		r = nvtcp_read(nvtcp_ctrl_io_queue(ctrl, 0), nsid, slba, (uint32_t)nlb, buf, len);
 		if (r)
-			cli_die(cmd, "read failed: %s", nvtcp_result_str(r, msg, sizeof(msg)));
+			rw_die(cmd, r, slba, nlb, nsid, &ns);
 		fd = strcmp(data, "-") == 0
 			     ? STDOUT_FILENO
 			     : open(data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -41,6 +41,7 @@ struct perf_cfg {
 	int cpus[256];
 	unsigned nr_cpus;
 	uint64_t nsze, gen;
+	uint64_t drain_ms; /* how long to wait for in-flight I/O at the end (covers a reconnect) */
 };
 
 struct perf_worker;
@@ -316,10 +317,18 @@ static void *perf_worker_main(void *arg)
 					perf_submit(&w->ios[i]);
 		}
 	}
-	/* Drain what is in flight so buffers are ours again. */
-	for (int i = 0; i < 1000 && nvtcp_queue_outstanding(w->q) > 0; i++)
-		if (nvtcp_queue_wait(w->q, 10) < 0)
+	/* Drain what is in flight so buffers are ours again (through a reconnect, if one is
+	 * under way; the library fails held I/O once the controller-loss timeout passes). */
+	uint64_t deadline = perf_now_ns() + cfg->drain_ms * 1000000ull;
+
+	while (nvtcp_queue_outstanding(w->q) > 0 && perf_now_ns() < deadline) {
+		r = nvtcp_queue_wait(w->q, 10);
+		if (r < 0) {
+			if (!w->fatal)
+				w->fatal = r;
 			break;
+		}
+	}
 	return NULL;
 }
 
@@ -468,6 +477,9 @@ int perf_main(int argc, char **argv)
 		cli_die("perf", "no subsystem: add -n NQN (find it with 'nvtcp discover')");
 	o.nr_io_queues = cfg.nr_queues;
 	o.queue_size = cfg.depth + 1;
+	cfg.drain_ms = 10000 + (o.ctrl_loss_tmo_ms > 0	     ? (uint64_t)o.ctrl_loss_tmo_ms
+				: o.ctrl_loss_tmo_ms == 0 ? NVTCP_CTRL_LOSS_TMO_DEFAULT
+							  : 0);
 	ctrl = cli_connect("perf", &o);
 	r = nvtcp_ns_get_info(ctrl, cfg.nsid, &ns);
 	if (r)
@@ -636,14 +648,21 @@ int perf_main(int argc, char **argv)
 			printf("verify: %" PRIu64 " blocks matched, %" PRIu64 " mismatched\n",
 			       verified, mismatches);
 	}
-	if (fatal)
+	if (fatal == -ETIMEDOUT)
+		fprintf(stderr,
+			"perf: the connection to the target was lost and could not be re-established "
+			"within the controller-loss timeout (--ctrl-loss-tmo): is nvtcpd still "
+			"running on %s:%s?\n",
+			o.traddr, o.trsvcid ? o.trsvcid : "4420");
+	else if (fatal)
 		fprintf(stderr, "perf: a queue failed: %s\n", strerror(-fatal));
+	/* Before freeing the buffers: anything still held completes (with an error) here. */
+	nvtcp_ctrl_disconnect(ctrl);
 	for (unsigned i = 0; i < cfg.nr_queues; i++) {
 		for (unsigned d = 0; d < cfg.depth; d++)
 			free(ws[i].ios[d].buf);
 		free(ws[i].ios);
 	}
-	nvtcp_ctrl_disconnect(ctrl);
 	int bad =
 		fatal || errors || mismatches || total->count == 0 || (cfg.verify && verified == 0);
 	free(ws);

@@ -30,11 +30,11 @@ enum auth_msg {
 	AUTH_MSG_FAILURE1 = 0xf1,
 };
 
-#define AUTH_DHCHAP_AUTH_ID   0x01 /* protocol descriptor AUTHID for DH-HMAC-CHAP */
-#define AUTH_MAX_HASH_IDS     30   /* idlist[0..29] */
-#define AUTH_MAX_DH_IDS	      30   /* idlist[30..59] */
-#define AUTH_REASON_FAILED    0x01 /* Failure reason code: authentication failed */
-#define AUTH_SC_C_NONE	      0x00 /* secure channel concatenation: none */
+#define AUTH_DHCHAP_AUTH_ID 0x01 /* protocol descriptor AUTHID for DH-HMAC-CHAP */
+#define AUTH_MAX_HASH_IDS   30	 /* idlist[0..29] */
+#define AUTH_MAX_DH_IDS	    30	 /* idlist[30..59] */
+#define AUTH_REASON_FAILED  0x01 /* Failure reason code: authentication failed */
+#define AUTH_SC_C_NONE	    0x00 /* secure channel concatenation: none */
 
 /* Failure reason code explanations */
 enum auth_fail {
@@ -59,8 +59,8 @@ struct auth_hdr {
 struct auth_protocol_desc {
 	uint8_t authid; /* AUTH_DHCHAP_AUTH_ID */
 	uint8_t rsvd;
-	uint8_t halen;	     /* hash ids in idlist[0..halen) */
-	uint8_t dhlen;	     /* DH group ids in idlist[30..30+dhlen) */
+	uint8_t halen; /* hash ids in idlist[0..halen) */
+	uint8_t dhlen; /* DH group ids in idlist[30..30+dhlen) */
 	uint8_t idlist[60];
 };
 

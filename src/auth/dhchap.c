@@ -173,7 +173,7 @@ static const struct {
 	const char *name;
 	size_t len;
 } dhchap_groups[DHCHAP_DHGROUP_COUNT] = {
-	[DHCHAP_DHGROUP_NULL] = {"null", 0},	   [DHCHAP_DHGROUP_2048] = {"ffdhe2048", 256},
+	[DHCHAP_DHGROUP_NULL] = {"null", 0},	    [DHCHAP_DHGROUP_2048] = {"ffdhe2048", 256},
 	[DHCHAP_DHGROUP_3072] = {"ffdhe3072", 384}, [DHCHAP_DHGROUP_4096] = {"ffdhe4096", 512},
 	[DHCHAP_DHGROUP_6144] = {"ffdhe6144", 768}, [DHCHAP_DHGROUP_8192] = {"ffdhe8192", 1024},
 };
@@ -380,8 +380,8 @@ int dhchap_dh_public(const struct dhchap_dh *dh, uint8_t *buf, size_t len)
 	return ret;
 }
 
-int dhchap_dh_shared(const struct dhchap_dh *dh, const uint8_t *peer, size_t peer_len,
-		     uint8_t *out, size_t len)
+int dhchap_dh_shared(const struct dhchap_dh *dh, const uint8_t *peer, size_t peer_len, uint8_t *out,
+		     size_t len)
 {
 	OSSL_PARAM_BLD *bld = NULL;
 	OSSL_PARAM *params = NULL;
@@ -1057,8 +1057,8 @@ int dhchap_host_recv(struct dhchap_host *h, const void *msg, size_t len)
 		return 0;
 	}
 	if (hd->auth_type != AUTH_TYPE_DHCHAP || le16_get(hd->t_id) != h->s.tid ||
-	    hd->auth_id != (h->state == DHCHAP_HOST_CHALLENGE ? AUTH_MSG_CHALLENGE
-							      : AUTH_MSG_SUCCESS1)) {
+	    hd->auth_id !=
+		    (h->state == DHCHAP_HOST_CHALLENGE ? AUTH_MSG_CHALLENGE : AUTH_MSG_SUCCESS1)) {
 		host_fail(h, AUTH_FAIL_INCORRECT_MESSAGE, true);
 		return 0;
 	}

@@ -45,11 +45,11 @@ enum dhchap_dhgroup {
 	DHCHAP_DHGROUP_COUNT
 };
 
-#define DHCHAP_MAX_HASH_LEN  64	  /* SHA-512 */
-#define DHCHAP_MAX_KEY_LEN   64	  /* DHHC-1 keys are 32, 48 or 64 bytes */
-#define DHCHAP_MAX_DH_LEN    1024 /* ffdhe8192 public value */
-#define DHCHAP_NQN_MAX	     224  /* 223 characters and the NUL */
-#define DHCHAP_SECRET_MAX    128  /* "DHHC-1:03:" + base64 of 68 bytes (92) + ":" + NUL */
+#define DHCHAP_MAX_HASH_LEN 64	 /* SHA-512 */
+#define DHCHAP_MAX_KEY_LEN  64	 /* DHHC-1 keys are 32, 48 or 64 bytes */
+#define DHCHAP_MAX_DH_LEN   1024 /* ffdhe8192 public value */
+#define DHCHAP_NQN_MAX	    224	 /* 223 characters and the NUL */
+#define DHCHAP_SECRET_MAX   128	 /* "DHHC-1:03:" + base64 of 68 bytes (92) + ":" + NUL */
 /* Largest messages, for buffer sizing. */
 #define DHCHAP_NEGOTIATE_LEN (sizeof(struct auth_negotiate) + sizeof(struct auth_protocol_desc))
 #define DHCHAP_MAX_MSG_LEN   (sizeof(struct auth_reply) + 2 * DHCHAP_MAX_HASH_LEN + DHCHAP_MAX_DH_LEN)
@@ -105,8 +105,8 @@ int dhchap_dh_public(const struct dhchap_dh *dh, uint8_t *buf, size_t len);
 /* Shared secret (peer)^x mod p, big-endian, left-padded to len (= group length) as the kernel's
  * mpi_write_to_sgl does. The peer value is validated (range and subgroup). Returns 0, -EINVAL
  * for a bad peer value, -EIO. */
-int dhchap_dh_shared(const struct dhchap_dh *dh, const uint8_t *peer, size_t peer_len,
-		     uint8_t *out, size_t len);
+int dhchap_dh_shared(const struct dhchap_dh *dh, const uint8_t *peer, size_t peer_len, uint8_t *out,
+		     size_t len);
 void dhchap_dh_free(struct dhchap_dh *dh);
 
 /* ---- responses -------------------------------------------------------------------------- */
@@ -117,8 +117,8 @@ int dhchap_augmented_challenge(unsigned hash, const uint8_t *skey, size_t skey_l
 			       const uint8_t *challenge, uint8_t *out);
 /* The response value, with tkey the transformed key:
  *   host:       HMAC(tkey, C || LE32(seq) || LE16(tid) || 00h || "HostHost" || NQNh || 00h || NQNc)
- *   controller: HMAC(tkey, C || LE32(seq) || LE16(tid) || 00h || "Controller" || NQNc || 00h || NQNh)
- * where C is the (augmented, if a DH group is used) challenge. out gets hash_len(hash) bytes.
+ *   controller: HMAC(tkey, C || LE32(seq) || LE16(tid) || 00h || "Controller" || NQNc || 00h ||
+ * NQNh) where C is the (augmented, if a DH group is used) challenge. out gets hash_len(hash) bytes.
  * Returns 0 or -EINVAL. */
 int dhchap_response(unsigned hash, const uint8_t *tkey, size_t tkey_len, const uint8_t *challenge,
 		    uint32_t seqnum, uint16_t tid, bool controller, const char *hostnqn,
@@ -152,13 +152,13 @@ struct dhchap_session {
 	uint8_t dhgroups[DHCHAP_DHGROUP_COUNT];
 	uint8_t nr_dhgroups;
 
-	uint16_t tid;	  /* transaction id from the Negotiate */
-	uint8_t hash;	  /* selected hash */
-	uint8_t dhgroup;  /* selected DH group */
-	uint32_t s1, s2;  /* sequence numbers (s2 = 0: unidirectional) */
+	uint16_t tid;	 /* transaction id from the Negotiate */
+	uint8_t hash;	 /* selected hash */
+	uint8_t dhgroup; /* selected DH group */
+	uint32_t s1, s2; /* sequence numbers (s2 = 0: unidirectional) */
 	uint8_t c1[DHCHAP_MAX_HASH_LEN];
 	uint8_t c2[DHCHAP_MAX_HASH_LEN];
-	bool bidi;	  /* C2 valid: controller authentication requested */
+	bool bidi; /* C2 valid: controller authentication requested */
 	struct dhchap_dh *dh;
 	uint8_t skey[DHCHAP_MAX_DH_LEN]; /* shared secret g^xy mod p */
 	size_t skey_len;
@@ -209,8 +209,8 @@ enum dhchap_host_state {
 
 struct dhchap_host {
 	enum dhchap_host_state state;
-	uint8_t status;	       /* enum auth_fail: ours, or the controller's Failure1 */
-	bool peer_failure;     /* status came from the controller's Failure1 */
+	uint8_t status;	   /* enum auth_fail: ours, or the controller's Failure1 */
+	bool peer_failure; /* status came from the controller's Failure1 */
 	struct dhchap_session s;
 };
 

@@ -235,7 +235,8 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 	req->r2t_active = false;
 	req->sends = 0;
 	req->iovcnt = iovcnt;
-	memcpy(req->iov, iov, (size_t)iovcnt * sizeof(*iov));
+	if (iovcnt > 0) /* iov may be NULL for commands without data */
+		memcpy(req->iov, iov, (size_t)iovcnt * sizeof(*iov));
 	req->data_len = (uint32_t)len;
 	req->c2h_done = 0;
 	req->h2c_sent = 0;

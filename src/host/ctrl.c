@@ -981,6 +981,133 @@ NVTCP_EXPORT struct nvtcp_io_queue *nvtcp_ctrl_io_queue(struct nvtcp_ctrl *ctrl,
 	return i < ctrl->nr_ioqs ? &ctrl->ioqs[i] : NULL;
 }
 
+static unsigned ioq_slots(const struct nvtcp_io_queue *q)
+{
+	return q->ctrl->info.queue_size - 1;
+}
+
+/* Keep a command for resubmission (host_harvest_fn, and submissions while disconnected).
+ * The caller checked there is room: held + outstanding never exceed the queue's slots. */
+static void ioq_hold(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov, int iovcnt,
+		     bool write, nvtcp_cb cb, void *arg)
+{
+	struct nvtcp_io_queue *q = ctx;
+	struct ioq_held *h = &q->held[q->nr_held++];
+
+	h->sqe = *sqe;
+	if (iovcnt > 0)
+		memcpy(h->iov, iov, (size_t)iovcnt * sizeof(*iov));
+	h->iovcnt = iovcnt;
+	h->write = write;
+	h->cb = cb;
+	h->arg = arg;
+}
+
+/* Complete every held command with err (callbacks run here). */
+static void ioq_fail_held(struct nvtcp_io_queue *q, int err)
+{
+	struct nvtcp_cpl cpl = {.err = err, .status = HOST_STATUS_PATH_ERROR};
+
+	while (q->nr_held > 0) {
+		struct ioq_held h = q->held[--q->nr_held];
+
+		if (h.cb)
+			h.cb(h.arg, &cpl);
+	}
+}
+
+static bool ioq_needs_recover(const struct nvtcp_io_queue *q)
+{
+	return ctrl_can_reconnect(q->ctrl) &&
+	       (!q->conn || host_conn_is_failed(q->conn) || q->gen != atomic_load(&q->ctrl->gen));
+}
+
+/* On the queue's polling thread: drop a failed (or older-generation) connection, keeping
+ * the commands the controller never answered; once the admin queue is back, connect again
+ * and resubmit them. Returns 0 (connected or still trying), or -ETIMEDOUT once the
+ * controller was given up (held commands then fail with it). */
+static int ioq_recover(struct nvtcp_io_queue *q)
+{
+	struct nvtcp_ctrl *ctrl = q->ctrl;
+	struct host_conn *conn = NULL;
+	enum ctrl_state st;
+	unsigned gen, n;
+	char err[320] = "";
+	int r;
+
+	if (q->conn) {
+		bool failed = host_conn_is_failed(q->conn);
+		int cerr = q->conn->err;
+
+		if (!failed)
+			host_conn_fail(q->conn, -ECONNABORTED); /* the controller was reset */
+		host_conn_poll(q->conn, 0); /* teardown: answered commands complete here */
+		host_conn_harvest(q->conn, ioq_hold, q);
+		host_conn_close(q->conn);
+		q->conn = NULL;
+		if (failed)
+			ctrl_mark_failed(ctrl, q->gen, cerr);
+	}
+	st = ctrl_state_check(ctrl);
+	if (st == CTRL_RESETTING && pthread_mutex_trylock(&ctrl->admin_lock) == 0) {
+		ctrl_recover_locked(ctrl);
+		pthread_mutex_unlock(&ctrl->admin_lock);
+		st = ctrl_state_check(ctrl);
+	}
+	if (st == CTRL_DEAD) {
+		ioq_fail_held(q, -ETIMEDOUT);
+		return -ETIMEDOUT;
+	}
+	if (st != CTRL_LIVE || host_now_ms() < q->next_attempt_ms)
+		return 0;
+
+	pthread_mutex_lock(&ctrl->admin_lock); /* cntlid and generation stay put meanwhile */
+	gen = atomic_load(&ctrl->gen);
+	if (atomic_load(&ctrl->state) == CTRL_LIVE) {
+		r = ctrl_connect_queue(ctrl, q->qid, ctrl->info.queue_size, &ctrl->conn_opts, true,
+				       &conn, err, sizeof(err));
+		if (r < 0) {
+			log_warn("%s:%s q%u: reconnect failed: %s", ctrl->traddr, ctrl->trsvcid,
+				 q->qid, err);
+			q->next_attempt_ms = host_now_ms() + ctrl->delay_min_ms;
+			ctrl_mark_failed(ctrl, gen, r);
+		}
+	}
+	pthread_mutex_unlock(&ctrl->admin_lock);
+	if (!conn)
+		return 0;
+	conn->opts.incapsule_max = ctrl->info.incapsule_max;
+	q->conn = conn;
+	q->gen = gen;
+	n = q->nr_held;
+	q->nr_held = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct ioq_held *h = &q->held[i];
+
+		if (host_conn_submit(conn, &h->sqe, h->iov, h->iovcnt, h->write, h->cb, h->arg) < 0)
+			q->held[q->nr_held++] = *h; /* failed again: kept for the next round */
+	}
+	log_info("%s:%s q%u: reconnected, %u command(s) resubmitted", ctrl->traddr, ctrl->trsvcid,
+		 q->qid, n - q->nr_held);
+	return 0;
+}
+
+/* Submit on the live connection, or hold the command while the queue reconnects. */
+static int ioq_submit(struct nvtcp_io_queue *q, const struct wire_sqe *sqe,
+		      const struct iovec *iov, int iovcnt, bool write, nvtcp_cb cb, void *arg)
+{
+	if (!ioq_needs_recover(q))
+		return host_conn_submit(q->conn, sqe, iov, iovcnt, write, cb, arg);
+	if (ctrl_state_check(q->ctrl) == CTRL_DEAD)
+		return -ETIMEDOUT;
+	if (iovcnt < 0 || iovcnt > NVTCP_IOV_MAX)
+		return -EINVAL;
+	if (q->nr_held + (q->conn ? q->conn->outstanding : 0) >= ioq_slots(q))
+		return -EBUSY;
+	ioq_hold(q, sqe, iov, iovcnt, write, cb, arg);
+	return 0;
+}
+
 static int ioq_submit_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
 			 uint32_t nlb, const struct iovec *iov, int iovcnt, unsigned flags,
 			 nvtcp_cb cb, void *arg)
@@ -992,7 +1119,7 @@ static int ioq_submit_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, u
 	le32_put(sqe.nsid, nsid);
 	le64_put(sqe.cdw10, slba); /* CDW10-11 */
 	le32_put(sqe.cdw12, (nlb - 1) | (flags & NVTCP_IO_FUA ? NVME_RW_FUA : 0));
-	return host_conn_submit(q->conn, &sqe, iov, iovcnt, opc == NVME_IO_WRITE, cb, arg);
+	return ioq_submit(q, &sqe, iov, iovcnt, opc == NVME_IO_WRITE, cb, arg);
 }
 
 NVTCP_EXPORT int nvtcp_submit_readv(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
@@ -1032,7 +1159,7 @@ NVTCP_EXPORT int nvtcp_submit_flush(struct nvtcp_io_queue *q, uint32_t nsid, nvt
 	struct wire_sqe sqe = {.opc = NVME_IO_FLUSH};
 
 	le32_put(sqe.nsid, nsid);
-	return host_conn_submit(q->conn, &sqe, NULL, 0, false, cb, arg);
+	return ioq_submit(q, &sqe, NULL, 0, false, cb, arg);
 }
 
 NVTCP_EXPORT int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba,
@@ -1045,7 +1172,7 @@ NVTCP_EXPORT int nvtcp_submit_write_zeroes(struct nvtcp_io_queue *q, uint32_t ns
 	le32_put(sqe.nsid, nsid);
 	le64_put(sqe.cdw10, slba);
 	le32_put(sqe.cdw12, (nlb - 1) | (deallocate ? NVME_WZ_DEAC : 0));
-	return host_conn_submit(q->conn, &sqe, NULL, 0, false, cb, arg);
+	return ioq_submit(q, &sqe, NULL, 0, false, cb, arg);
 }
 
 NVTCP_EXPORT void nvtcp_dsm_range_set(struct nvtcp_dsm_range *r, uint64_t slba, uint32_t nlb,
@@ -1070,39 +1197,64 @@ NVTCP_EXPORT int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid,
 	le32_put(sqe.nsid, nsid);
 	le32_put(sqe.cdw10, nr - 1);
 	le32_put(sqe.cdw11, attrs);
-	return host_conn_submit(q->conn, &sqe, &iov, 1, true, cb, arg);
+	return ioq_submit(q, &sqe, &iov, 1, true, cb, arg);
 }
 
 NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
 {
+	int r;
+
+	if (ioq_needs_recover(q)) {
+		r = ioq_recover(q);
+		if (r < 0 || !q->conn)
+			return r;
+	}
 	ctrl_ka_maybe(q->ctrl);
-	return host_conn_poll(q->conn, max);
+	r = host_conn_poll(q->conn, max);
+	if (r < 0 && ctrl_can_reconnect(q->ctrl))
+		return MIN(ioq_recover(q), 0);
+	return r;
 }
 
 NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
 {
+	int r;
+
+	if (ioq_needs_recover(q)) {
+		r = ioq_recover(q);
+		if (r < 0)
+			return r;
+		if (!q->conn) {
+			/* Disconnected: nothing to wait on but the next attempt. */
+			ctrl_sleep_ms(timeout_ms < 0 ? 20 : (unsigned)MIN(timeout_ms, 20));
+			return 0;
+		}
+	}
 	ctrl_ka_maybe(q->ctrl);
-	return host_conn_wait(q->conn, timeout_ms);
+	r = host_conn_wait(q->conn, timeout_ms);
+	if (r < 0 && ctrl_can_reconnect(q->ctrl))
+		return MIN(ioq_recover(q), 0);
+	return r;
 }
 
 NVTCP_EXPORT int nvtcp_queue_fd(const struct nvtcp_io_queue *q)
 {
-	return host_conn_is_failed(q->conn) ? -1 : q->conn->stream.fd;
+	return !q->conn || host_conn_is_failed(q->conn) ? -1 : q->conn->stream.fd;
 }
 
 NVTCP_EXPORT bool nvtcp_queue_needs_write(const struct nvtcp_io_queue *q)
 {
-	return !host_conn_is_failed(q->conn) && stream_tx_pending(&q->conn->stream);
+	return q->conn && !host_conn_is_failed(q->conn) && stream_tx_pending(&q->conn->stream);
 }
 
 NVTCP_EXPORT unsigned nvtcp_queue_outstanding(const struct nvtcp_io_queue *q)
 {
-	return q->conn->outstanding;
+	return (q->conn ? q->conn->outstanding : 0) + q->nr_held;
 }
 
 NVTCP_EXPORT unsigned nvtcp_queue_depth(const struct nvtcp_io_queue *q)
 {
-	return q->conn->opts.nr_slots;
+	return ioq_slots(q);
 }
 
 struct ctrl_sync {
@@ -1146,10 +1298,13 @@ static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, ui
 		if (r < 0)
 			return r;
 		while (!s.done) {
-			if (host_now_ms() >= deadline) {
+			if (host_now_ms() >= deadline && q->conn && !host_conn_is_failed(q->conn)) {
+				/* Fails the queue: with reconnect the command is sent again on a
+				 * new connection, else it completes with -ETIMEDOUT. */
 				log_warn("%s:%s q%u: I/O timed out after %d ms", ctrl->traddr,
 					 ctrl->trsvcid, q->qid, ctrl->io_timeout_ms);
 				host_conn_fail(q->conn, -ETIMEDOUT);
+				deadline = host_now_ms() + (uint64_t)ctrl->io_timeout_ms;
 			}
 			r = nvtcp_queue_wait(q, 100);
 			if (r < 0 && !s.done)

@@ -364,42 +364,65 @@ static void loop_pin(struct loop *l)
 	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
-int loop_run(struct loop *l)
+/* One turn: wait for events (at most timeout_ms, -1 without limit), then dispatch fds,
+ * expired timers and deferred work. Returns the number of fd events, or -errno. */
+static int loop_turn(struct loop *l, int timeout_ms)
 {
 	struct epoll_event evs[LOOP_EVENTS_MAX];
+	int n = epoll_wait(l->epfd, evs, LOOP_EVENTS_MAX, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	l->now_ms = loop_clock_ms();
+	for (int i = 0; i < n; i++) {
+		int fd = (int)(uint32_t)evs[i].data.u64;
+		uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+		struct loop_fd *f;
+
+		if (fd >= l->nfds)
+			continue;
+		f = &l->fds[fd];
+		if (!f->used || f->gen != gen)
+			continue; /* deleted earlier in this batch */
+		f->fn(l, fd, evs[i].events, f->ctx);
+	}
+	loop_run_timers(l);
+	loop_run_work(l);
+	return n;
+}
+
+int loop_run(struct loop *l)
+{
 	struct loop *prev = loop_tls_current;
 	int ret = 0;
 
 	loop_tls_current = l;
 	loop_pin(l);
 	while (!atomic_load(&l->stop)) {
-		int n = epoll_wait(l->epfd, evs, LOOP_EVENTS_MAX, loop_timeout(l));
+		int n = loop_turn(l, loop_timeout(l));
 
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
+			ret = n;
 			break;
 		}
-		l->now_ms = loop_clock_ms();
-		for (int i = 0; i < n; i++) {
-			int fd = (int)(uint32_t)evs[i].data.u64;
-			uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
-			struct loop_fd *f;
-
-			if (fd >= l->nfds)
-				continue;
-			f = &l->fds[fd];
-			if (!f->used || f->gen != gen)
-				continue; /* deleted earlier in this batch */
-			f->fn(l, fd, evs[i].events, f->ctx);
-		}
-		loop_run_timers(l);
-		loop_run_work(l);
 	}
 	atomic_store(&l->stop, false);
 	loop_tls_current = prev;
 	return ret;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+	struct loop *prev = loop_tls_current;
+	int t = loop_timeout(l), n;
+
+	/* never sleep past the next timer or while work is pending */
+	if (t >= 0 && (timeout_ms < 0 || t < timeout_ms))
+		timeout_ms = t;
+	loop_tls_current = l;
+	n = loop_turn(l, timeout_ms);
+	loop_tls_current = prev;
+	return n;
 }
 
 uint64_t loop_now_ms(struct loop *l)

@@ -65,6 +65,11 @@ int loop_post(struct loop *l, void (*fn)(void *arg), void *arg);
 
 /* Run until loop_stop(). Returns 0, or -errno if epoll fails. */
 int loop_run(struct loop *l);
+/* Run a single turn on the calling thread: wait at most timeout_ms (0 = poll, -1 = until
+ * something happens; never past the next timer or while work is pending), then run fd
+ * callbacks, expired timers, posts and deferred work. For tests and fuzzers that drive a loop
+ * step by step instead of loop_run. Returns the number of fd events handled, or -errno. */
+int loop_run_once(struct loop *l, int timeout_ms);
 /* Thread-safe and async-signal-safe: make loop_run return after the current turn. */
 void loop_stop(struct loop *l);
 

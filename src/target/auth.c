@@ -152,8 +152,9 @@ static void auth_log_transition(struct tgt_queue *q, const struct dhchap_ctrl *c
 	if (before != DHCHAP_CTRL_FAILURE1 && c->state == DHCHAP_CTRL_FAILURE1)
 		log_warn("%s: host %s authentication failed (reason %#x)", q->name,
 			 q->ctrl->hostnqn, c->status);
-	else if (before != DHCHAP_CTRL_DONE && c->state == DHCHAP_CTRL_DONE && !c->authenticated)
-		log_warn("%s: host %s ended authentication with a failure (reason %#x)", q->name,
+	else if (before != DHCHAP_CTRL_DONE && before != DHCHAP_CTRL_FAILURE1 &&
+		 c->state == DHCHAP_CTRL_DONE && !c->authenticated)
+		log_warn("%s: host %s rejected the controller (Failure2, reason %#x)", q->name,
 			 q->ctrl->hostnqn, c->status);
 }
 

@@ -390,9 +390,69 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 
 /* ---- subsystems ------------------------------------------------------------------------- */
 
+/* A DH-HMAC-CHAP secret: parsed now so a typo stops the daemon; the message never shows it. */
+static int cfg_dhchap_secret(struct cfg *c, json_object *obj, const char *path, const char *key,
+			     char **out)
+{
+	struct dhchap_key k;
+	const char *secret;
+	char p[CFG_PATH_MAX];
+	int ret = cfg_string(c, obj, path, key, false, &secret);
+
+	if (ret)
+		return ret < 0 ? ret : 0;
+	cfg_path(p, path, key);
+	ret = dhchap_key_parse(secret, &k);
+	explicit_bzero(&k, sizeof(k));
+	if (ret == -EBADMSG)
+		return cfg_err(c, p, "the secret's CRC does not match (mistyped?)");
+	if (ret)
+		return cfg_err(c, p,
+			       "expected a secret \"DHHC-1:hh:<base64 of a 32, 48 or 64-byte key "
+			       "and its CRC-32>:\" with hh 00 to 03 (nvme gen-dhchap-key)");
+	*out = strdup(secret);
+	return *out ? 0 : cfg_err(c, p, "out of memory");
+}
+
+/* "dhchap_hashes" / "dhchap_dhgroups": a list of names, kept in order of preference. */
+static int cfg_dhchap_list(struct cfg *c, json_object *obj, const char *path, const char *key,
+			   bool groups, uint8_t *ids, uint8_t *nr)
+{
+	size_t max = groups ? DHCHAP_DHGROUP_COUNT : DHCHAP_HASH_COUNT - 1;
+	json_object *arr;
+	char p[CFG_PATH_MAX];
+	int ret = cfg_member(c, obj, path, key, json_type_array, "an array of names", &arr);
+
+	if (ret)
+		return ret < 0 ? ret : 0;
+	cfg_path(p, path, key);
+	if (json_object_array_length(arr) == 0 || json_object_array_length(arr) > max)
+		return cfg_err(c, p, "expected 1 to %zu names", max);
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *v = json_object_array_get_idx(arr, i);
+		const char *name = json_object_is_type(v, json_type_string)
+					   ? json_object_get_string(v)
+					   : "";
+		int id = groups ? dhchap_dhgroup_from_name(name) : dhchap_hash_from_name(name);
+
+		if (id < 0)
+			return cfg_err(c, p,
+				       groups ? "\"%s\" is not a DH group (null, ffdhe2048, "
+						"ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192)"
+					      : "\"%s\" is not a hash (sha256, sha384, sha512)",
+				       name);
+		for (unsigned j = 0; j < *nr; j++) {
+			if (ids[j] == id)
+				return cfg_err(c, p, "\"%s\" is listed twice", name);
+		}
+		ids[(*nr)++] = (uint8_t)id;
+	}
+	return 0;
+}
+
 static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, const char *path)
 {
-	static const char *const keys[] = {"nqn", NULL};
+	static const char *const keys[] = {"nqn", "dhchap_key", "dhchap_ctrl_key", NULL};
 	size_t n = json_object_array_length(arr);
 
 	for (size_t i = 0; i < n; i++) {
@@ -425,14 +485,23 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 			return cfg_err(c, p, "out of memory");
 		snprintf(host->nqn, sizeof(host->nqn), "%s", nqn);
 		list_add_tail(&host->entry, &s->hosts);
+		if ((ret = cfg_dhchap_secret(c, h, p, "dhchap_key", &host->dhchap_key)) < 0 ||
+		    (ret = cfg_dhchap_secret(c, h, p, "dhchap_ctrl_key", &host->dhchap_ctrl_key)) <
+			    0)
+			return ret;
+		if (host->dhchap_ctrl_key && !host->dhchap_key)
+			return cfg_err(c, p,
+				       "\"dhchap_ctrl_key\" needs a \"dhchap_key\": the controller "
+				       "proves its key only to a host that authenticated");
 	}
 	return 0;
 }
 
 static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 {
-	static const char *const keys[] = {"nqn",   "serial",	  "model", "allow_any_host",
-					   "hosts", "namespaces", NULL};
+	static const char *const keys[] = {"nqn",	      "serial",		 "model",
+					   "allow_any_host", "hosts",		 "namespaces",
+					   "dhchap_hashes",  "dhchap_dhgroups", NULL};
 	const char *nqn, *serial = NULL, *model = NULL;
 	json_object *hosts = NULL, *nss = NULL;
 	struct tgt_subsys *s;
@@ -494,6 +563,13 @@ static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 	/* Listed now so tgt_fini frees it whatever fails below. */
 	list_add_tail(&s->entry, &c->t->subsystems);
 
+	if ((ret = cfg_dhchap_list(c, obj, path, "dhchap_hashes", false,
+				   tgt_core_subsys(s)->dhchap_hashes,
+				   &tgt_core_subsys(s)->nr_dhchap_hashes)) < 0 ||
+	    (ret = cfg_dhchap_list(c, obj, path, "dhchap_dhgroups", true,
+				   tgt_core_subsys(s)->dhchap_dhgroups,
+				   &tgt_core_subsys(s)->nr_dhchap_dhgroups)) < 0)
+		return ret;
 	if (hosts) {
 		cfg_path(p, path, "hosts");
 		if ((ret = cfg_hosts(c, s, hosts, p)) < 0)

@@ -135,6 +135,7 @@ void tgt_ctrl_put(struct tgt_ctrl *ctrl)
 	if (refs)
 		return;
 	log_debug("ctrl %u (%s): freed", ctrl->cntlid, ctrl->subsys->nqn);
+	tgt_auth_ctrl_free(ctrl);
 	pthread_mutex_destroy(&ctrl->lock);
 	free(ctrl);
 }
@@ -301,6 +302,7 @@ void tgt_queue_destroy(struct tgt_queue *q)
 		ctrl->nr_aer = 0;
 	}
 	pthread_mutex_unlock(&ctrl->lock);
+	tgt_auth_queue_destroy(q);
 	q->ctrl = NULL;
 	q->connected = false;
 

@@ -30,6 +30,23 @@ static void fabrics_queue_name(struct tgt_queue *q)
 		 q->qid, q->ctrl ? q->ctrl->cntlid : 0);
 }
 
+/* Connect succeeded: CNTLID in DW0, and AUTHREQ.ATR (bit 17) when the queue must authenticate
+ * first. Without memory for the queue's authentication state the bit is still set: every
+ * command then fails with Authentication Required (fail closed). */
+static void fabrics_connect_done(struct tgt_req *req)
+{
+	struct tgt_queue *q = req->queue;
+	uint32_t dw0 = q->ctrl->cntlid;
+
+	if (q->ctrl->auth) {
+		if (tgt_auth_queue_setup(q) < 0)
+			log_err("%s: no memory for the authentication state", q->name);
+		dw0 |= NVME_CONNECT_RSP_AUTH_REQUIRED;
+	}
+	le32_put(req->cqe.dw0, dw0);
+	tgt_req_complete_status(req, 0, false);
+}
+
 static void fabrics_connect_admin(struct tgt_req *req, struct tgt_subsys *s,
 				  const struct wire_connect_cmd *c,
 				  const struct wire_connect_data *d)
@@ -51,6 +68,11 @@ static void fabrics_connect_admin(struct tgt_req *req, struct tgt_subsys *s,
 		tgt_req_complete_status(req, TGT_SPECIFIC(NVME_SC_CONNECT_CTRL_BUSY), false);
 		return;
 	}
+	if (tgt_auth_ctrl_setup(ctrl) < 0) {
+		tgt_ctrl_put(ctrl);
+		tgt_req_complete_status(req, TGT_GENERIC(NVME_SC_INTERNAL), false);
+		return;
+	}
 	ctrl->admin_thread = q->thread;
 	ctrl->kato_ms = le32_get(c->kato);
 	ctrl->sq[0] = q;
@@ -62,10 +84,10 @@ static void fabrics_connect_admin(struct tgt_req *req, struct tgt_subsys *s,
 	q->connected = true;
 	fabrics_queue_name(q);
 	tgt_ctrl_ka_arm(ctrl);
-	log_info("%s: %s controller for %s, host %s, kato %u ms", q->name,
-		 s->is_discovery ? "discovery" : "I/O", s->nqn, ctrl->hostnqn, ctrl->kato_ms);
-	le32_put(req->cqe.dw0, ctrl->cntlid);
-	tgt_req_complete_status(req, 0, false);
+	log_info("%s: %s controller for %s, host %s, kato %u ms%s", q->name,
+		 s->is_discovery ? "discovery" : "I/O", s->nqn, ctrl->hostnqn, ctrl->kato_ms,
+		 ctrl->auth ? ", with DH-HMAC-CHAP" : "");
+	fabrics_connect_done(req);
 }
 
 static void fabrics_connect_io(struct tgt_req *req, struct tgt_subsys *s,
@@ -114,8 +136,7 @@ static void fabrics_connect_io(struct tgt_req *req, struct tgt_subsys *s,
 	q->connected = true;
 	fabrics_queue_name(q);
 	log_debug("%s: I/O queue connected, sqsize %u", q->name, q->sqsize);
-	le32_put(req->cqe.dw0, ctrl->cntlid);
-	tgt_req_complete_status(req, 0, false);
+	fabrics_connect_done(req);
 }
 
 static void fabrics_connect(struct tgt_req *req)
@@ -243,6 +264,12 @@ int tgt_fabrics_parse(struct tgt_req *req)
 	}
 	if (!q->connected || !q->ctrl)
 		return tgt_req_fail(req, TGT_GENERIC(NVME_SC_CMD_SEQ_ERROR));
+	if (fctype == NVME_FCTYPE_AUTH_SEND || fctype == NVME_FCTYPE_AUTH_RECV)
+		return tgt_auth_parse(req);
+	/* Nothing but authentication before the queue has authenticated (nvmet answers
+	 * Authentication Required; the NVMe base specification says the same). */
+	if (!tgt_auth_queue_ok(q))
+		return tgt_req_fail(req, TGT_SPECIFIC(NVME_SC_AUTH_REQUIRED));
 
 	switch (fctype) {
 	case NVME_FCTYPE_PROPERTY_GET:
@@ -258,7 +285,6 @@ int tgt_fabrics_parse(struct tgt_req *req)
 		req->execute = fabrics_disconnect;
 		return 0;
 	default:
-		/* Authentication is not configured: like an unknown capsule type. */
 		return tgt_req_fail(req, TGT_GENERIC(NVME_SC_INVALID_OPCODE));
 	}
 }

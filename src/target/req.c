@@ -89,6 +89,8 @@ int tgt_req_init(struct tgt_req *req)
 		ret = tgt_fabrics_parse(req);
 	else if (!q->connected || !q->ctrl)
 		ret = tgt_req_fail(req, TGT_GENERIC(NVME_SC_CMD_SEQ_ERROR));
+	else if (!tgt_auth_queue_ok(q))
+		ret = tgt_req_fail(req, TGT_SPECIFIC(NVME_SC_AUTH_REQUIRED));
 	else if (q->qid == 0)
 		ret = q->ctrl->subsys->is_discovery ? tgt_disc_parse(req) : tgt_admin_parse(req);
 	else

@@ -17,8 +17,10 @@
 
 /* `nvme gen-dhchap-key -n HOSTNQN -m M -l L -s <bytes 00 01 02 ...>`: nvme-cli 2.3 prints the
  * key already transformed with HMAC-M(secret, HOSTNQN || "NVMe-over-Fabrics"). */
-static const char *const nvme_cli_plain32 = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
-static const char *const nvme_cli_m1 = "DHHC-1:01:bOHk6jHoMxpP5YJr/eF6XNOGuPAzh0iRniebpsVb9ydqVuR5:";
+static const char *const nvme_cli_plain32 =
+	"DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
+static const char *const nvme_cli_m1 =
+	"DHHC-1:01:bOHk6jHoMxpP5YJr/eF6XNOGuPAzh0iRniebpsVb9ydqVuR5:";
 static const char *const nvme_cli_m2 =
 	"DHHC-1:02:JzgkyQ7IBRNgZgoVJQTRqDZ62Hnj5/kZ+vrrqjiE4TzoZZv5ycVS5cOLCiZ1bQfVVxJqow==:";
 static const char *const nvme_cli_m3 =
@@ -86,23 +88,30 @@ static void test_parse_bad(void)
 	s[12] = s[12] == 'A' ? 'B' : 'A';
 	TAP_CHECK_EQ(dhchap_key_parse(s, &k), -EBADMSG);
 	/* Prefix, version, hash id, separators. */
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-2:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
-		     -EINVAL);
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:04:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
-		     -EINVAL);
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:0x:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
-		     -EINVAL);
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:00;AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
-		     -EINVAL);
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:x", &k),
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-2:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
+		-EINVAL);
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-1:04:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
+		-EINVAL);
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-1:0x:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
+		-EINVAL);
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-1:00;AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:", &k),
+		-EINVAL);
+	TAP_CHECK_EQ(dhchap_key_parse(
+			     "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:x", &k),
 		     -EINVAL);
 	TAP_CHECK_EQ(dhchap_key_parse("", &k), -EINVAL);
 	TAP_CHECK_EQ(dhchap_key_parse(NULL, &k), -EINVAL);
 	/* Not base64, bad padding, truncated. */
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*KfiaR:", &k),
-		     -EINVAL);
-	TAP_CHECK_EQ(dhchap_key_parse("DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+Kfi=R:", &k),
-		     -EINVAL);
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*KfiaR:", &k),
+		-EINVAL);
+	TAP_CHECK_EQ(
+		dhchap_key_parse("DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+Kfi=R:", &k),
+		-EINVAL);
 	snprintf(s, sizeof(s), "%s", nvme_cli_plain32);
 	n = strlen(s);
 	s[n - 5] = ':';
@@ -220,7 +229,10 @@ static void test_response_layout(void)
 			     0);
 		memcpy(data, c64, 64);
 		n = 64;
-		memcpy(data + n, "\x07\x00\x00\x00\x09\x00\x00" "Controller", 17);
+		memcpy(data + n,
+		       "\x07\x00\x00\x00\x09\x00\x00"
+		       "Controller",
+		       17);
 		n += 17;
 		memcpy(data + n, SUBNQN, strlen(SUBNQN) + 1);
 		n += strlen(SUBNQN) + 1;

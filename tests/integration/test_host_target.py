@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""test_host_target.py - the nvtcp CLI (libnvtcp) against nvtcpd over loopback, TAP output.
+
+Usage: test_host_target.py NVTCPD NVTCP
+
+Starts nvtcpd (the build's own, so ASan/UBSan in a sanitizer build) on free 127.0.0.1 ports,
+first with the built-in config, then with a config holding a file-backed namespace and a
+4096-byte-block namespace, and runs every nvtcp command against it: discover (I/O port and a
+second "discovery" port), identify (text and --json, fields checked), write a file then read
+it back and compare at sizes around the in-capsule limit and MDTS (above MDTS the tool splits
+the transfer: documented in 'nvtcp write --help'), stdin/stdout, digests, perf --verify and
+perf --json, error paths (unknown NQN, nothing listening, LBA out of range), and reconnection:
+kill -9 of the target under a perf --verify load with a restart within 2 s (must finish with
+0 errors and 0 mismatches), and a target that never returns (perf fails after
+--ctrl-loss-tmo with a clear message). Every command has a timeout; the whole file takes
+well under 2 minutes. Sanitizer reports in any stderr fail the case that produced them.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+MEM0 = "nqn.2024-01.io.nvtcp:mem0"
+FILE0 = "nqn.2024-01.io.nvtcp:file0"
+SAN_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+
+NVTCPD = NVTCP = None
+TMP = None
+results = []
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Target:
+    """One nvtcpd process on given loopback ports."""
+
+    def __init__(self, ports, config=None):
+        self.ports = ports
+        self.config = config
+        self.proc = None
+        self.logs = []
+
+    def start(self):
+        args = [NVTCPD]
+        if self.config:
+            args += ["-c", self.config]
+        for p in self.ports:
+            args += ["--listen", "127.0.0.1:%d" % p]
+        log = open(os.path.join(TMP, "nvtcpd-%d-%d.log" % (self.ports[0], len(self.logs))), "w+")
+        self.logs.append(log)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise Failure("nvtcpd exited at start: " + self.log_text()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.ports[0]), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise Failure("nvtcpd did not start listening")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return -999
+        return self.proc.returncode
+
+    def log_text(self):
+        out = ""
+        for log in self.logs:
+            log.flush()
+            log.seek(0)
+            out += log.read()
+        return out
+
+
+def nvtcp(args, port, nqn=None, stdin=None, timeout=60, check_rc=True, extra=()):
+    """Run the CLI; returns (rc, stdout bytes, stderr text)."""
+    cmd = [NVTCP] + args + ["-a", "127.0.0.1", "-s", str(port)]
+    if nqn:
+        cmd += ["-n", nqn]
+    cmd += list(extra)
+    env = dict(os.environ, XDG_CONFIG_HOME=TMP)  # the generated host NQN lives there
+    p = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=env)
+    err = p.stderr.decode(errors="replace")
+    check(not SAN_RE.search(err), "sanitizer report from %s:\n%s" % (" ".join(args), err[-3000:]))
+    if check_rc:
+        check(p.returncode == 0, "%s exited %d: %s" % (" ".join(cmd[1:]), p.returncode,
+                                                       err[-1500:]))
+    return p.returncode, p.stdout, err
+
+
+def case(name, fn, *a):
+    t0 = time.time()
+    try:
+        fn(*a)
+        ok, why = True, ""
+    except Failure as e:
+        ok, why = False, str(e)
+    except Exception:  # a bug in the test itself fails the case too
+        ok, why = False, traceback.format_exc()
+    n = len(results) + 1
+    results.append(ok)
+    print("%s %d - %s (%.1f s)" % ("ok" if ok else "not ok", n, name, time.time() - t0))
+    for line in why.splitlines():
+        print("#   " + line)
+    sys.stdout.flush()
+
+
+# ---- cases ----------------------------------------------------------------------------------
+
+def t_discover(port, disc_port):
+    _, out, _ = nvtcp(["discover"], port)
+    text = out.decode()
+    check("subnqn:  " + MEM0 in text, "mem0 not listed:\n" + text)
+    check("current discovery subsystem" in text, "no discovery entry:\n" + text)
+    _, out, _ = nvtcp(["discover", "--json"], disc_port)
+    j = json.loads(out)
+    nqns = [r["subnqn"] for r in j["records"]]
+    check(MEM0 in nqns, "mem0 not in JSON records: %r" % nqns)
+    check(all(r["trtype"] == "tcp" and r["traddr"] == "127.0.0.1" for r in j["records"]),
+          "bad records %r" % j["records"])
+    check(str(disc_port) in [r["trsvcid"] for r in j["records"]],
+          "discovery port %d not among the records' ports" % disc_port)
+
+
+def t_identify(port, geo):
+    _, out, _ = nvtcp(["identify", "-N", "1"], port, MEM0)
+    text = out.decode()
+    for key in ("mdts", "subnqn", "ioccsz", "nsze", "lbaf  0"):
+        check(re.search(r"^%s\s*:" % key, text, re.M), "no '%s' line in:\n%s" % (key, text[:800]))
+    check(re.search(r"^subnqn\s*: %s$" % re.escape(MEM0), text, re.M), "subnqn line wrong")
+    _, out, _ = nvtcp(["identify", "-N", "1", "--json"], port, MEM0)
+    j = json.loads(out)
+    c, n = j["controller"], j["namespace"]
+    check(c["subnqn"] == MEM0, "subnqn %r" % c["subnqn"])
+    check(1 <= c["mdts"] <= 15, "mdts %r" % c["mdts"])
+    check(c["ioccsz"] >= 4, "ioccsz %r" % c["ioccsz"])
+    check(n["nsze"] == (1 << 30) // 512, "nsze %r (1 GiB of 512-byte blocks expected)" % n["nsze"])
+    check(n["lbafs"][int(n["flbas"], 16) & 0xf]["ds"] == 9, "lba size not 512")
+    geo["mdts_bytes"] = 4096 << c["mdts"]  # CAP.MPSMIN is 0 (4 KiB pages) on nvtcpd
+    geo["incapsule"] = c["ioccsz"] * 16 - 64
+    # the discovery controller identifies too (no -n)
+    _, out, _ = nvtcp(["identify", "--json"], port)
+    check(json.loads(out)["controller"]["cntrltype"] == 2, "discovery cntrltype not 2")
+
+
+def roundtrip(port, nqn, nsid, bs, nbytes, slba, extra=(), via_pipe=False):
+    data = os.urandom(nbytes)
+    nlb = nbytes // bs
+    rw = ["-N", str(nsid), "-b", str(slba), "-c", str(nlb)]
+    if via_pipe:
+        nvtcp(["write"] + rw, port, nqn, stdin=data, extra=extra)
+        _, out, _ = nvtcp(["read"] + rw, port, nqn, extra=extra)
+    else:
+        src = os.path.join(TMP, "src.bin")
+        dst = os.path.join(TMP, "dst.bin")
+        with open(src, "wb") as f:
+            f.write(data)
+        nvtcp(["write", "-d", src] + rw, port, nqn, extra=extra)
+        nvtcp(["read", "-d", dst] + rw, port, nqn, extra=extra)
+        with open(dst, "rb") as f:
+            out = f.read()
+    check(len(out) == nbytes, "read back %d bytes, wrote %d" % (len(out), nbytes))
+    if out != data:
+        first = next(i for i in range(nbytes) if out[i] != data[i])
+        raise Failure("data differs at byte %d (%d-byte transfer at LBA %d)" %
+                      (first, nbytes, slba))
+
+
+def t_rw_sizes(port, geo):
+    inc, mdts = geo["incapsule"], geo["mdts_bytes"]
+    sizes = [512, inc, inc + 512, mdts, mdts + 8 * 512]  # the last one is split by the tool
+    for i, n in enumerate(sizes):
+        roundtrip(port, MEM0, 1, 512, n, 1000 + i * 4096)
+
+
+def t_pipe(port):
+    roundtrip(port, MEM0, 1, 512, 24 * 1024, 7, via_pipe=True)
+
+
+def t_digests(port, geo):
+    for extra in (["--hdr-digest"], ["--data-digest"], ["--hdr-digest", "--data-digest"]):
+        for n in (4096, geo["incapsule"] + 4096, geo["mdts_bytes"]):
+            roundtrip(port, MEM0, 1, 512, n, 50000, extra=extra)
+
+
+def perf_json(port, nqn, args, timeout=60):
+    _, out, err = nvtcp(["perf", "--json"] + args, port, nqn, timeout=timeout)
+    j = json.loads(out)
+    return j, err
+
+
+IOPS = {}
+
+
+def t_perf_verify(port, name, extra):
+    j, _ = perf_json(port, MEM0, ["-t", "1", "--verify"] + extra)
+    check(j["errors"] == 0, "errors %r" % j["errors"])
+    check(j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+          "verify: %r matched, %r mismatched" % (j["verified_blocks"], j["mismatched_blocks"]))
+    IOPS[name] = j["iops"]
+
+
+def t_perf_text(port):
+    _, out, err = nvtcp(["perf", "-t", "1", "-w", "randrw", "-M", "70", "-q", "8"], port, MEM0)
+    text = out.decode()
+    check(re.search(r"^Total\s+\d+", text, re.M), "no Total line:\n" + text)
+    check("p99.99" in text and "I/O errors: 0" in text, "summary incomplete:\n" + text)
+    check(re.search(r"^\[\s*1 s\]\s+\d+ IOPS", err, re.M), "no progress line:\n" + err)
+
+
+def t_perf_json(port):
+    j, _ = perf_json(port, MEM0, ["-t", "1", "-w", "randread", "-q", "32", "-o", "4k"])
+    for k in ("queues", "depth", "io_size", "ios", "iops", "mib_s", "errors", "latency"):
+        check(k in j, "no %r in %r" % (k, j))
+    lat = j["latency"]
+    check(j["ios"] > 0 and j["iops"] > 0 and j["errors"] == 0, "bad totals %r" % j)
+    check(0 < lat["min_us"] <= lat["p50_us"] <= lat["p99_us"] <= lat["p99.99_us"] <= lat["max_us"],
+          "latency not ordered: %r" % lat)
+    IOPS["randread 4k qd32 1q"] = j["iops"]
+
+
+def t_err_nqn(port):
+    rc, _, err = nvtcp(["identify"], port, "nqn.2024-01.io.nvtcp:no-such-thing", check_rc=False)
+    check(rc != 0, "unknown NQN accepted")
+    check("rejected" in err and "NQN" in err, "unclear message: %r" % err)
+
+
+def t_err_refused():
+    rc, _, err = nvtcp(["identify"], free_port(), MEM0, check_rc=False)
+    check(rc != 0, "exit 0 with nothing listening")
+    check("connection refused" in err and "is nvtcpd" in err, "no hint: %r" % err)
+
+
+def t_err_lba(port):
+    nsze = (1 << 30) // 512
+    rc, _, err = nvtcp(["read", "-b", str(nsze - 2), "-c", "4"], port, MEM0, check_rc=False)
+    check(rc != 0, "read past the end succeeded")
+    check("LBA Out of Range" in err and "beyond namespace 1" in err, "unclear: %r" % err)
+    rc, _, err = nvtcp(["write", "-b", str(nsze), "-c", "1"], port, MEM0, stdin=bytes(512),
+                       check_rc=False)
+    check(rc != 0 and "LBA Out of Range" in err, "write past the end: rc %d %r" % (rc, err))
+
+
+def t_4k_ns(port):
+    _, out, _ = nvtcp(["identify", "-N", "2", "--json"], port, FILE0)
+    n = json.loads(out)["namespace"]
+    check(n["lbafs"][int(n["flbas"], 16) & 0xf]["ds"] == 12, "nsid 2 is not 4096-byte blocks")
+    check(n["nsze"] == (16 << 20) // 4096, "nsze %r" % n["nsze"])
+    for nbytes in (4096, 16384, 20480, 512 * 1024, 512 * 1024 + 8192):
+        roundtrip(port, FILE0, 2, 4096, nbytes, 100)
+    rc, _, err = nvtcp(["write", "-N", "2", "-c", "1"], port, FILE0, stdin=bytes(512),
+                       check_rc=False)
+    check(rc != 0 and "4096" in err, "short input not explained: %r" % err)
+    j, _ = perf_json(port, FILE0, ["-N", "2", "-t", "1", "--verify", "--queues", "2", "-o", "8k"])
+    check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+          "4k verify: %r" % j)
+
+
+def t_file_ns(port):
+    roundtrip(port, FILE0, 1, 512, 64 * 1024, 0)
+    roundtrip(port, FILE0, 1, 512, 512, 65535)
+    j, _ = perf_json(port, FILE0, ["-t", "1", "--verify", "--queues", "2", "-q", "16"])
+    check(j["errors"] == 0 and j["mismatched_blocks"] == 0, "file verify: %r" % j)
+    IOPS["file verify 4k qd16 2q"] = j["iops"]
+
+
+def run_perf_bg(port, args):
+    cmd = [NVTCP, "perf", "--json", "-a", "127.0.0.1", "-s", str(port), "-n", FILE0] + args
+    env = dict(os.environ, XDG_CONFIG_HOME=TMP)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def t_reconnect(port, cfg):
+    tgt = Target([port], cfg).start()
+    try:
+        p = run_perf_bg(port, ["-t", "6", "--verify", "--queues", "2", "-q", "16",
+                               "--reconnect-delay", "0.2", "--ctrl-loss-tmo", "15"])
+        time.sleep(2.0)
+        check(p.poll() is None, "perf ended early")
+        tgt.kill9()
+        time.sleep(0.7)
+        tgt.start()  # same port, within 2 s
+        out, err = p.communicate(timeout=60)
+        err = err.decode(errors="replace")
+        check(not SAN_RE.search(err), "sanitizer report from perf:\n" + err[-3000:])
+        check(p.returncode == 0, "perf exited %d: %s" % (p.returncode, err[-1500:]))
+        j = json.loads(out)
+        check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+              "after restart: %r" % j)
+        check("reconnected" in err, "no reconnect logged: " + err[-800:])
+        IOPS["file verify across a restart (6 s)"] = j["iops"]
+    finally:
+        rc = tgt.stop()
+    check(rc == 0, "restarted nvtcpd exit %d" % rc)
+    check(not SAN_RE.search(tgt.log_text()), "sanitizer report from nvtcpd")
+
+
+def t_loss_timeout(port, cfg):
+    tgt = Target([port], cfg).start()
+    p = run_perf_bg(port, ["-t", "20", "--verify", "-q", "8", "--reconnect-delay", "0.2",
+                           "--ctrl-loss-tmo", "2"])
+    time.sleep(1.5)
+    tgt.kill9()
+    t0 = time.time()
+    out, err = p.communicate(timeout=30)
+    took = time.time() - t0
+    err = err.decode(errors="replace")
+    check(p.returncode != 0, "perf succeeded without a target")
+    check(1.8 <= took <= 8, "perf gave up after %.1f s (loss timeout 2 s)" % took)
+    check("controller-loss timeout" in err and "is nvtcpd still running" in err,
+          "unclear message: " + err[-1500:])
+    check(not SAN_RE.search(err), "sanitizer report from perf:\n" + err[-3000:])
+
+
+def main():
+    global NVTCPD, NVTCP, TMP
+    if len(sys.argv) < 3:
+        print("usage: test_host_target.py NVTCPD NVTCP", file=sys.stderr)
+        return 2
+    NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
+    TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
+    signal.alarm(110)  # the whole suite, hard bound
+    print("1..17")
+    port, disc_port = free_port(), free_port()
+    geo = {}
+    tgt = Target([port, disc_port]).start()
+    try:
+        case("discover on the I/O port and the discovery port (text, --json)", t_discover, port,
+             disc_port)
+        case("identify controller and namespace (text, --json fields)", t_identify, port, geo)
+        if "incapsule" not in geo:
+            geo.update(incapsule=16384, mdts_bytes=512 * 1024)
+        case("write/read files: 1 block, in-capsule, above, MDTS, above MDTS (split)", t_rw_sizes,
+             port, geo)
+        case("write from stdin, read to stdout", t_pipe, port)
+        case("write/read with --hdr-digest, --data-digest and both", t_digests, port, geo)
+        case("perf --verify, 1 queue", t_perf_verify, port, "verify 4k qd32 1q", [])
+        case("perf --verify, 3 queues, both digests", t_perf_verify, port,
+             "verify 4k qd32 3q digests", ["--queues", "3", "--hdr-digest", "--data-digest"])
+        case("perf text output: progress lines and summary", t_perf_text, port)
+        case("perf --json parsed", t_perf_json, port)
+        case("unknown subsystem NQN: readable error, exit 1", t_err_nqn, port)
+        case("nothing listening: 'is nvtcpd running' hint", t_err_refused)
+        case("LBA out of range: readable NVMe status", t_err_lba, port)
+    finally:
+        rc = tgt.stop()
+    case("nvtcpd (default config) exits 0 on SIGTERM, no sanitizer report",
+         lambda: check(rc == 0 and not SAN_RE.search(tgt.log_text()),
+                       "rc %d, log tail: %s" % (rc, tgt.log_text()[-1500:])))
+
+    cfg = os.path.join(TMP, "nvtcpd.json")
+    with open(cfg, "w") as f:
+        json.dump({"ports": [{"addr": "127.0.0.1", "port": 4420}],
+                   "subsystems": [{"nqn": FILE0, "allow_any_host": True, "namespaces": [
+                       {"nsid": 1, "backend": "file", "path": os.path.join(TMP, "ns1.img"),
+                        "size": "32M"},
+                       {"nsid": 2, "backend": "memory", "size": "16M", "block_size": 4096}]}]},
+                  f)
+    port2 = free_port()
+    tgt2 = Target([port2], cfg).start()
+    try:
+        case("file namespace: write/read, perf --verify", t_file_ns, port2)
+        case("4096-byte-block namespace: write/read, perf --verify", t_4k_ns, port2)
+    finally:
+        tgt2.stop()
+    # reconnect: file-backed only (the memory namespace loses its data with the process)
+    with open(cfg, "w") as f:
+        json.dump({"subsystems": [{"nqn": FILE0, "allow_any_host": True, "namespaces": [
+            {"nsid": 1, "backend": "file", "path": os.path.join(TMP, "ns1.img"),
+             "size": "32M"}]}]}, f)
+    case("kill -9 nvtcpd under perf --verify, restart within 2 s: 0 errors, 0 mismatches",
+         t_reconnect, free_port(), cfg)
+    case("target never returns: perf fails after --ctrl-loss-tmo with a clear message",
+         t_loss_timeout, free_port(), cfg)
+
+    for k, v in IOPS.items():
+        print("# IOPS %-36s %10.0f" % (k, v))
+    failed = results.count(False)
+    print("# %d passed, %d failed" % (len(results) - failed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
