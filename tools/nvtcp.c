@@ -379,6 +379,9 @@ static int cmd_identify(int argc, char **argv)
 
 /* ---- read / write ------------------------------------------------------------------------ */
 
+/* The data buffer, reachable from a global so that exiting on an error is not a leak. */
+static uint8_t *rw_buf;
+
 /* Explain a failed read/write (NVMe status or transport error) and exit. */
 static void rw_die(const char *cmd, int r, uint64_t slba, uint64_t nlb, uint32_t nsid,
 		   const struct nvtcp_ns_info *ns) __attribute__((noreturn));
@@ -464,7 +467,7 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 	if (!nvtcp_ctrl_io_queue(ctrl, 0))
 		cli_die(cmd, "the controller granted no I/O queue");
 	len = (size_t)nlb * ns.lba_size;
-	buf = aligned_alloc(4096, (len + 4095) / 4096 * 4096);
+	buf = rw_buf = aligned_alloc(4096, (len + 4095) / 4096 * 4096);
 	if (!buf)
 		cli_die(cmd, "cannot allocate %zu bytes", len);
 	if (is_write) {
@@ -508,6 +511,7 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 	if (fd > STDERR_FILENO)
 		close(fd);
 	free(buf);
+	rw_buf = NULL;
 	nvtcp_ctrl_disconnect(ctrl);
 	return 0;
 }

@@ -430,9 +430,8 @@ static int cfg_dhchap_list(struct cfg *c, json_object *obj, const char *path, co
 		return cfg_err(c, p, "expected 1 to %zu names", max);
 	for (size_t i = 0; i < json_object_array_length(arr); i++) {
 		json_object *v = json_object_array_get_idx(arr, i);
-		const char *name = json_object_is_type(v, json_type_string)
-					   ? json_object_get_string(v)
-					   : "";
+		const char *name =
+			json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 		int id = groups ? dhchap_dhgroup_from_name(name) : dhchap_hash_from_name(name);
 
 		if (id < 0)
@@ -499,9 +498,10 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 
 static int cfg_subsystem(struct cfg *c, json_object *obj, const char *path)
 {
-	static const char *const keys[] = {"nqn",	      "serial",		 "model",
-					   "allow_any_host", "hosts",		 "namespaces",
-					   "dhchap_hashes",  "dhchap_dhgroups", NULL};
+	static const char *const keys[] = {
+		"nqn",	 "serial",     "model",		"allow_any_host",
+		"hosts", "namespaces", "dhchap_hashes", "dhchap_dhgroups",
+		NULL};
 	const char *nqn, *serial = NULL, *model = NULL;
 	json_object *hosts = NULL, *nss = NULL;
 	struct tgt_subsys *s;

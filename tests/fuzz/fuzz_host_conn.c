@@ -2,9 +2,10 @@
  * arbitrary controller bytes arrive on a socketpair after the host sent its ICReq. Once the
  * queue is live, five commands are outstanding (reads into split buffers, an in-capsule and an
  * R2T write, a flush) so C2HData, R2T and CapsuleResp have somewhere to land.
- * Input: 1 flag byte (bit 0 header digest, bit 1 data digest, bits 2-7 chunking seed), then
- * the controller's byte stream. Invariants: every command's callback runs exactly once, a
- * completed read never reports more data than its buffer, nothing leaks (ASan).
+ * Input: 1 flag byte (bit 0 header digest, bit 1 data digest, bit 2 hold_on_fail: unanswered
+ * commands are harvested as for a reconnect, bits 3-7 chunking seed), then the controller's
+ * byte stream. Invariants: every command's callback (or harvest) runs exactly once, nothing
+ * is left outstanding, nothing leaks (ASan).
  * Seeds: built with -DFUZZ_HOST_CONN_SEEDS as a program writing tests/fuzz/corpus/host_conn. */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,21 @@ static void fuzz_cb(void *arg, const struct nvtcp_cpl *cpl)
 	FUZZ_ASSERT(fuzz_done[i] == 1);
 	/* A transport failure is always reported as a Host Pathing Error. */
 	FUZZ_ASSERT(!cpl->err || cpl->status == HOST_STATUS_PATH_ERROR);
+}
+
+/* A held command handed back: what a reconnect would resubmit. Its data must still be ours. */
+static void fuzz_harvest(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov,
+			 int iovcnt, bool write, nvtcp_cb cb, void *arg)
+{
+	struct nvtcp_cpl cpl = {.err = -ECONNABORTED, .status = HOST_STATUS_PATH_ERROR};
+
+	FUZZ_ASSERT(iovcnt >= 0 && iovcnt <= NVTCP_IOV_MAX);
+	for (int i = 0; i < iovcnt; i++)
+		FUZZ_ASSERT(iov[i].iov_base != NULL);
+	FUZZ_ASSERT(sqe->opc == NVME_IO_READ || sqe->opc == NVME_IO_WRITE ||
+		    sqe->opc == NVME_IO_FLUSH);
+	FUZZ_ASSERT(!write || sqe->opc == NVME_IO_WRITE);
+	cb(arg, &cpl);
 }
 
 static void fuzz_submit_all(struct host_conn *c)
@@ -121,7 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	log_set_level(LOG_LEVEL_ERROR);
 	o.hdgst = data[0] & 1;
 	o.ddgst = data[0] & 2;
-	seed = (uint32_t)(data[0] >> 2) * 2654435761u | 1;
+	o.hold_on_fail = data[0] & 4;
+	seed = (uint32_t)(data[0] >> 3) * 2654435761u | 1;
 	data++;
 	size--;
 	memset(fuzz_done, 0, sizeof(fuzz_done));
@@ -161,6 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 	}
 	FUZZ_ASSERT(c->state == HOST_CONN_CLOSED);
+	if (o.hold_on_fail)
+		host_conn_harvest(c, fuzz_harvest, NULL);
 	for (unsigned i = 0; i < FUZZ_CMD_COUNT; i++)
 		FUZZ_ASSERT(fuzz_done[i] == (submitted ? 1u : 0u));
 	FUZZ_ASSERT(c->outstanding == 0);

@@ -163,7 +163,8 @@ static void fuzz_peer_init(struct fuzz_peer *pr, int fd)
 
 static void fuzz_peer_feed(struct fuzz_peer *pr, const uint8_t *b, size_t len)
 {
-	while (len > 0) {
+	/* a PDU without data completes on the feed after its header: go on until NONE */
+	for (;;) {
 		enum pdu_ev ev;
 		size_t n = pdu_rx_feed(&pr->rx, b, len, &ev);
 		const union wire_pdu *h = &pr->rx.hdr;
@@ -172,7 +173,7 @@ static void fuzz_peer_feed(struct fuzz_peer *pr, const uint8_t *b, size_t len)
 		len -= n;
 		/* the target must never send anything a host would have to reject */
 		FUZZ_ASSERT(ev != PDU_EV_ERROR);
-		FUZZ_ASSERT(!pr->term);
+		FUZZ_ASSERT(ev == PDU_EV_NONE || !pr->term);
 		if (ev == PDU_EV_HEADER) {
 			pdu_rx_discard(&pr->rx);
 		} else if (ev == PDU_EV_PDU) {
@@ -194,8 +195,8 @@ static void fuzz_peer_feed(struct fuzz_peer *pr, const uint8_t *b, size_t len)
 				   le16_get(h->rsp.cqe.status) == 0) {
 				pr->cntlid = le32_get(h->rsp.cqe.dw0) & 0xffff;
 			}
-		} else if (n == 0) {
-			break;
+		} else {
+			break; /* PDU_EV_NONE: every byte consumed */
 		}
 	}
 }
@@ -229,7 +230,7 @@ static void fuzz_send_all(struct fuzz_peer *pr, const uint8_t *b, size_t len, ui
 {
 	for (unsigned turn = 0; turn < FUZZ_DRAIN_TURNS; turn++) {
 		if (len > 0) {
-			ssize_t n = write(pr->fd, b, len);
+			ssize_t n = send(pr->fd, b, len, MSG_NOSIGNAL);
 
 			if (n > 0) {
 				b += n;
@@ -240,6 +241,8 @@ static void fuzz_send_all(struct fuzz_peer *pr, const uint8_t *b, size_t len, ui
 		if (len == 0 && pr->nr_pdus >= want_pdus)
 			return;
 	}
+	fprintf(stderr, "fuzz_tgt_conn: prefix: %zu bytes unsent, %llu of %llu PDUs answered\n", len,
+		(unsigned long long)pr->nr_pdus, (unsigned long long)want_pdus);
 	FUZZ_ASSERT(!"valid prefix not answered");
 }
 
@@ -249,7 +252,12 @@ static void fuzz_setup(void)
 {
 	char err[512];
 
-	log_set_level(LOG_LEVEL_ERROR);
+	enum log_level lvl = LOG_LEVEL_ERROR;
+	const char *env = getenv("FUZZ_TGT_CONN_LOG"); /* e.g. "debug" to watch one input */
+
+	if (env)
+		log_parse_level(env, &lvl);
+	log_set_level(lvl);
 	FUZZ_ASSERT(tgt_init(&fuzz_tgt) == 0);
 	if (tgt_config_parse(&fuzz_tgt, "fuzz.json", fuzz_config, strlen(fuzz_config), true, err,
 			     sizeof(err)) < 0) {
@@ -353,7 +361,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			seed ^= seed << 5;
 			chunk = 1 + seed % (seed & 0x100 ? 64 : 8192);
 			chunk = chunk < size - off ? chunk : size - off;
-			n = write(fz.fd, data + off, chunk);
+			n = send(fz.fd, data + off, chunk, MSG_NOSIGNAL);
 			if (n > 0)
 				off += (size_t)n;
 			else if (errno != EAGAIN)
@@ -510,7 +518,7 @@ int main(int argc, char **argv)
 		seed_admin(6, NVME_ADMIN_KEEP_ALIVE, 0, 0, 0, 0);
 		seed_admin(7, NVME_ADMIN_ASYNC_EVENT, 0, 0, 0, 0);
 		seed_admin(8, NVME_ADMIN_IDENTIFY, 0, NVME_CNS_NS_ACTIVE_LIST, 0, 4096);
-		seed_admin(9, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 0, 0);
+		seed_admin(9, NVME_ADMIN_GET_FEATURES, 0, NVME_FEAT_NUM_QUEUES, 0, 0);
 		snprintf(name, sizeof(name), "admin_cmds_dg%u", dg);
 		seed_write_file(dir, name);
 
@@ -532,7 +540,7 @@ int main(int argc, char **argv)
 		seed_h2c(1, 0, 8192, blk + 8192, 8192, true);
 		seed_rw(2, NVME_IO_READ, 32, 32, NULL, 16384, false);
 		seed_rw(3, NVME_IO_WRITE, 100, 8, NULL, 4096, true);
-		seed_h2c(3, 0, 0, blk, 4096, true);
+		seed_h2c(3, 2, 0, blk, 4096, true); /* TTAG 2: reads 2 still holds slot 0 */
 		seed_admin(4, NVME_IO_WRITE_ZEROES, 1, 100, 7, 0);
 		snprintf(name, sizeof(name), "io_r2t_dg%u", dg);
 		seed_write_file(dir, name);

@@ -1,0 +1,362 @@
+/* Host and target in one process: nvtcp_target (include/nvtcp/target.h) runs on a thread,
+ * listening on a free 127.0.0.1 port, and libnvtcp (include/nvtcp/host.h) connects to it.
+ * Exercises async submission with completion callbacks over several queues (reads, in-capsule
+ * and R2T writes, FUA, Flush, Write Zeroes, DSM), the synchronous wrappers, admin calls,
+ * queue-full handling, and a clean stop of both sides. Layer: integration test. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nvtcp/host.h"
+#include "nvtcp/target.h"
+#include "tap.h"
+
+#define INPROC_NQN    "nqn.2024-01.io.nvtcp:mem0"
+#define INPROC_BS     512
+#define INPROC_DEPTH  32
+#define INPROC_QUEUES 2
+#define INPROC_IO     (64 * 1024) /* bytes per async I/O: above the in-capsule size (R2T) */
+
+static struct nvtcp_target *inproc_tgt;
+static pthread_t inproc_thread;
+static int inproc_run_rc = -1;
+static char inproc_port[16];
+static struct nvtcp_ctrl *inproc_ctrl;
+
+static void *inproc_target_main(void *arg)
+{
+	inproc_run_rc = nvtcp_target_run(inproc_tgt);
+	return NULL;
+}
+
+/* A port nobody listens on right now (bound then released). */
+static int inproc_free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static void test_start_target(void)
+{
+	char listen[64], err[256] = "", addr[64];
+	const char *l[1] = {listen};
+	struct nvtcp_target_opts o = {.listen = l, .nlisten = 1, .cores = 1, .first_cpu = -1};
+	unsigned port = 0;
+	int p = inproc_free_port();
+
+	TAP_CHECK(p > 0);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", p);
+	nvtcp_target_set_log_level("warn");
+	TAP_CHECK_EQ(nvtcp_target_create(&o, &inproc_tgt, err, sizeof(err)), 0);
+	if (!inproc_tgt) {
+		fprintf(stderr, "# target: %s\n", err);
+		return;
+	}
+	TAP_CHECK_EQ(nvtcp_target_listener(inproc_tgt, 0, addr, sizeof(addr), &port), 0);
+	TAP_CHECK_EQ((int)port, p);
+	TAP_CHECK(strcmp(nvtcp_target_subsystem_nqn(inproc_tgt, 0), INPROC_NQN) == 0);
+	snprintf(inproc_port, sizeof(inproc_port), "%u", port);
+	TAP_CHECK_EQ(pthread_create(&inproc_thread, NULL, inproc_target_main, NULL), 0);
+}
+
+static void test_connect(void)
+{
+	struct nvtcp_ctrl_opts o = {.traddr = "127.0.0.1",
+				    .trsvcid = inproc_port,
+				    .subnqn = INPROC_NQN,
+				    .hostnqn = "nqn.2014-08.org.nvmexpress:uuid:"
+					       "0b9c3c52-6a3e-4c55-9f1c-3e1d2c7a4b11",
+				    .nr_io_queues = INPROC_QUEUES,
+				    .queue_size = INPROC_DEPTH + 1,
+				    .hdr_digest = true,
+				    .data_digest = true};
+	const struct nvtcp_ctrl_info *info;
+	char err[256] = "";
+
+	if (!inproc_tgt)
+		return;
+	TAP_CHECK_EQ(nvtcp_ctrl_connect(&o, &inproc_ctrl, err, sizeof(err)), 0);
+	if (!inproc_ctrl) {
+		fprintf(stderr, "# connect: %s\n", err);
+		return;
+	}
+	info = nvtcp_ctrl_get_info(inproc_ctrl);
+	TAP_CHECK_EQ(info->nr_io_queues, INPROC_QUEUES);
+	TAP_CHECK(info->max_xfer >= INPROC_IO);
+	TAP_CHECK(info->incapsule_max > 0 && info->incapsule_max < INPROC_IO);
+	TAP_CHECK(info->hdr_digest && info->data_digest);
+	TAP_CHECK(strcmp(info->subnqn, INPROC_NQN) == 0);
+	TAP_CHECK_EQ(nvtcp_queue_depth(nvtcp_ctrl_io_queue(inproc_ctrl, 0)), INPROC_DEPTH);
+	TAP_CHECK(nvtcp_ctrl_io_queue(inproc_ctrl, INPROC_QUEUES) == NULL);
+}
+
+static void test_admin(void)
+{
+	struct nvtcp_ns_info ns;
+	uint8_t *id = calloc(1, 4096);
+
+	if (!inproc_ctrl || !id) {
+		TAP_CHECK(inproc_ctrl != NULL);
+		free(id);
+		return;
+	}
+	TAP_CHECK_EQ(nvtcp_identify_ctrl(inproc_ctrl, id), 0);
+	TAP_CHECK(memcmp(id + 768, INPROC_NQN, strlen(INPROC_NQN)) == 0); /* SUBNQN */
+	TAP_CHECK_EQ(nvtcp_ns_get_info(inproc_ctrl, 1, &ns), 0);
+	TAP_CHECK_EQ(ns.lba_size, INPROC_BS);
+	TAP_CHECK_EQ(ns.nsze, (1ull << 30) / INPROC_BS);
+	TAP_CHECK_EQ(nvtcp_ns_get_info(inproc_ctrl, 77, &ns) != 0, 1); /* inactive namespace */
+	TAP_CHECK_EQ(nvtcp_ctrl_process_admin(inproc_ctrl), 0);
+	free(id);
+}
+
+/* ---- async I/O: every slot busy, callbacks chain the next command ---------------------- */
+
+struct inproc_io {
+	struct inproc_q *q;
+	uint8_t *buf;
+	uint64_t slba;
+	unsigned step; /* 0 write, 1 read back */
+};
+
+struct inproc_q {
+	struct nvtcp_io_queue *ioq;
+	struct inproc_io ios[INPROC_DEPTH];
+	unsigned submitted, completed, errors, mismatches, rounds_left;
+	uint64_t base;
+};
+
+static void inproc_fill(uint8_t *buf, uint64_t slba, unsigned len)
+{
+	for (unsigned i = 0; i < len; i += 8) {
+		uint64_t v = (slba + i / INPROC_BS) * 0x9e3779b97f4a7c15ull ^ i;
+
+		memcpy(buf + i, &v, 8);
+	}
+}
+
+static void inproc_cb(void *arg, const struct nvtcp_cpl *cpl);
+
+static int inproc_submit(struct inproc_io *io)
+{
+	struct nvtcp_io_queue *q = io->q->ioq;
+	uint32_t nlb = INPROC_IO / INPROC_BS;
+	int r;
+
+	if (io->step == 0) {
+		inproc_fill(io->buf, io->slba, INPROC_IO);
+		r = nvtcp_submit_write(q, 1, io->slba, nlb, io->buf, INPROC_IO, NVTCP_IO_FUA,
+				       inproc_cb, io);
+	} else {
+		/* Split the read buffer over two iovecs to exercise scattered placement. */
+		struct iovec iov[2] = {{io->buf, 1000}, {io->buf + 1000, INPROC_IO - 1000}};
+
+		memset(io->buf, 0, INPROC_IO);
+		r = nvtcp_submit_readv(q, 1, io->slba, nlb, iov, 2, 0, inproc_cb, io);
+	}
+	if (r == 0)
+		io->q->submitted++;
+	return r;
+}
+
+static void inproc_cb(void *arg, const struct nvtcp_cpl *cpl)
+{
+	struct inproc_io *io = arg;
+	struct inproc_q *iq = io->q;
+
+	iq->completed++;
+	if (cpl->err || cpl->status) {
+		iq->errors++;
+		return;
+	}
+	if (io->step == 1) {
+		uint8_t *want = malloc(INPROC_IO);
+
+		if (want) {
+			inproc_fill(want, io->slba, INPROC_IO);
+			iq->mismatches += memcmp(want, io->buf, INPROC_IO) != 0;
+			free(want);
+		}
+		if (iq->rounds_left == 0)
+			return;
+		iq->rounds_left--;
+		io->slba += INPROC_DEPTH * (INPROC_IO / INPROC_BS);
+	}
+	io->step ^= 1;
+	if (inproc_submit(io) != 0)
+		iq->errors++;
+}
+
+static void test_async(void)
+{
+	struct inproc_q qs[INPROC_QUEUES];
+	unsigned total_rounds = 4; /* per slot: write + read-back, then 4 more */
+	bool busy = true;
+
+	if (!inproc_ctrl) {
+		TAP_CHECK(inproc_ctrl != NULL);
+		return;
+	}
+	memset(qs, 0, sizeof(qs));
+	for (unsigned qi = 0; qi < INPROC_QUEUES; qi++) {
+		struct inproc_q *iq = &qs[qi];
+
+		iq->ioq = nvtcp_ctrl_io_queue(inproc_ctrl, qi);
+		iq->base = (uint64_t)qi * (256u << 20) / INPROC_BS;
+		for (unsigned d = 0; d < INPROC_DEPTH; d++) {
+			struct inproc_io *io = &iq->ios[d];
+
+			io->q = iq;
+			io->buf = aligned_alloc(4096, INPROC_IO);
+			io->slba = iq->base + (uint64_t)d * (INPROC_IO / INPROC_BS);
+			io->step = 0;
+		}
+		/* rounds_left counts re-arms across the queue's slots */
+		iq->rounds_left = total_rounds * INPROC_DEPTH;
+		for (unsigned d = 0; d < INPROC_DEPTH; d++)
+			TAP_CHECK_EQ(inproc_submit(&iq->ios[d]), 0);
+		/* Every slot is in use: one more is refused, not queued. */
+		TAP_CHECK_EQ(nvtcp_submit_flush(iq->ioq, 1, inproc_cb, NULL), -EBUSY);
+		TAP_CHECK_EQ(nvtcp_queue_outstanding(iq->ioq), INPROC_DEPTH);
+	}
+	for (unsigned spins = 0; busy && spins < 200000; spins++) {
+		busy = false;
+		for (unsigned qi = 0; qi < INPROC_QUEUES; qi++) {
+			if (nvtcp_queue_outstanding(qs[qi].ioq) == 0)
+				continue;
+			busy = true;
+			TAP_CHECK(nvtcp_queue_wait(qs[qi].ioq, 10) >= 0);
+		}
+	}
+	for (unsigned qi = 0; qi < INPROC_QUEUES; qi++) {
+		struct inproc_q *iq = &qs[qi];
+
+		TAP_CHECK_EQ(nvtcp_queue_outstanding(iq->ioq), 0);
+		TAP_CHECK_EQ(iq->errors, 0);
+		TAP_CHECK_EQ(iq->mismatches, 0);
+		/* 2 commands per slot, then 2 per re-arm */
+		TAP_CHECK_EQ(iq->completed, 2 * INPROC_DEPTH + 2 * total_rounds * INPROC_DEPTH);
+		TAP_CHECK_EQ(iq->submitted, iq->completed);
+		for (unsigned d = 0; d < INPROC_DEPTH; d++)
+			free(iq->ios[d].buf);
+	}
+}
+
+/* ---- other commands, asynchronously --------------------------------------------------- */
+
+struct inproc_done {
+	bool done;
+	struct nvtcp_cpl cpl;
+};
+
+static void inproc_done_cb(void *arg, const struct nvtcp_cpl *cpl)
+{
+	struct inproc_done *d = arg;
+
+	d->done = true;
+	d->cpl = *cpl;
+}
+
+static int inproc_wait(struct nvtcp_io_queue *q, struct inproc_done *d)
+{
+	for (int i = 0; i < 1000 && !d->done; i++)
+		if (nvtcp_queue_wait(q, 10) < 0)
+			break;
+	return d->done ? (d->cpl.err ? d->cpl.err : d->cpl.status) : -ETIMEDOUT;
+}
+
+static void test_misc_cmds(void)
+{
+	struct nvtcp_io_queue *q;
+	struct nvtcp_dsm_range r[2];
+	struct inproc_done d;
+	uint8_t *buf = calloc(1, 8192), *zero = calloc(1, 8192);
+
+	if (!inproc_ctrl || !buf || !zero) {
+		TAP_CHECK(inproc_ctrl != NULL);
+		goto out;
+	}
+	q = nvtcp_ctrl_io_queue(inproc_ctrl, 1);
+	memset(buf, 0x5a, 8192);
+	TAP_CHECK_EQ(nvtcp_write(q, 1, 900000, 16, buf, 8192, 0), 0);
+	d = (struct inproc_done){0};
+	TAP_CHECK_EQ(nvtcp_submit_write_zeroes(q, 1, 900000, 16, false, inproc_done_cb, &d), 0);
+	TAP_CHECK_EQ(inproc_wait(q, &d), 0);
+	TAP_CHECK_EQ(nvtcp_read(q, 1, 900000, 16, buf, 8192), 0);
+	TAP_CHECK_MEM(buf, zero, 8192);
+	d = (struct inproc_done){0};
+	TAP_CHECK_EQ(nvtcp_submit_flush(q, 1, inproc_done_cb, &d), 0);
+	TAP_CHECK_EQ(inproc_wait(q, &d), 0);
+	nvtcp_dsm_range_set(&r[0], 900000, 8, 0);
+	nvtcp_dsm_range_set(&r[1], 900100, 8, 0);
+	d = (struct inproc_done){0};
+	TAP_CHECK_EQ(nvtcp_submit_dsm(q, 1, r, 2, NVTCP_DSM_DEALLOCATE, inproc_done_cb, &d), 0);
+	TAP_CHECK_EQ(inproc_wait(q, &d), 0);
+	/* NVMe errors come back as status, the queue lives on */
+	d = (struct inproc_done){0};
+	TAP_CHECK_EQ(nvtcp_submit_read(q, 1, (1ull << 30) / INPROC_BS, 1, buf, 512, 0,
+				       inproc_done_cb, &d),
+		     0);
+	TAP_CHECK(inproc_wait(q, &d) > 0);
+	TAP_CHECK_EQ(NVTCP_STATUS_SCT(d.cpl.status), 0);
+	TAP_CHECK_EQ(NVTCP_STATUS_SC(d.cpl.status), 0x80); /* LBA Out of Range */
+	TAP_CHECK(strstr(nvtcp_status_str(d.cpl.status), "LBA Out of Range") != NULL);
+	TAP_CHECK_EQ(nvtcp_read(q, 7, 0, 1, buf, 512) > 0, 1); /* invalid namespace */
+	TAP_CHECK_EQ(nvtcp_read(q, 1, 0, 16, buf, 8192), 0);
+	/* sync wrapper splitting above MDTS: 1 MiB + 512 */
+	{
+		size_t big = (1u << 20) + 512;
+		uint8_t *w = malloc(big), *rd = malloc(big);
+
+		TAP_CHECK(w && rd);
+		if (w && rd) {
+			inproc_fill(w, 12345, (unsigned)big);
+			TAP_CHECK_EQ(nvtcp_write(q, 1, 12345, (uint32_t)(big / 512), w, big, 0), 0);
+			TAP_CHECK_EQ(nvtcp_read(q, 1, 12345, (uint32_t)(big / 512), rd, big), 0);
+			TAP_CHECK_MEM(w, rd, big);
+		}
+		free(w);
+		free(rd);
+	}
+out:
+	free(buf);
+	free(zero);
+}
+
+static void test_stop(void)
+{
+	if (inproc_ctrl)
+		nvtcp_ctrl_disconnect(inproc_ctrl);
+	if (!inproc_tgt)
+		return;
+	nvtcp_target_stop(inproc_tgt);
+	TAP_CHECK_EQ(pthread_join(inproc_thread, NULL), 0);
+	TAP_CHECK_EQ(inproc_run_rc, 0);
+	nvtcp_target_destroy(inproc_tgt);
+}
+
+int main(void)
+{
+	TAP_RUN(test_start_target);
+	TAP_RUN(test_connect);
+	TAP_RUN(test_admin);
+	TAP_RUN(test_async);
+	TAP_RUN(test_misc_cmds);
+	TAP_RUN(test_stop);
+	return tap_done();
+}
