@@ -59,7 +59,8 @@ fi
 
 # 4. Kernel interop (qemu guests in a private network namespace).
 if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
-	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh; do
+	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh \
+		tests/interop/kernel-host-auth.sh; do
 		[ -x "$t" ] || continue
 		log "interop: $t"
 		bash "$t" >"$(basename "$t" .sh).log" 2>&1
