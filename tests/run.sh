@@ -61,7 +61,7 @@ fi
 if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
 	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh \
 		tests/interop/kernel-host-auth.sh; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] || { record "$t (missing)" 1; continue; }
 		log "interop: $t"
 		bash "$t" >"$(basename "$t" .sh).log" 2>&1
 		st=$?
