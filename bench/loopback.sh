@@ -191,9 +191,6 @@ echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, cl
 	"nice $nice_adj"
 echo "# started $(date -u +%FT%TZ) on $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $modes; do
-	if ((have_nvtcp)); then
-		start_target "$mode" || exit 1
-	fi
 	for wl_ord in "${!workloads[@]}"; do
 		read -r name rw io qd <<<"${workloads[$wl_ord]}"
 		[[ -z $filter || $name =~ $filter ]] || continue
@@ -201,6 +198,9 @@ for mode in $modes; do
 			echo "# $mode $name run $rep/$reps" >&2
 			run_ceiling "$mode" "$name" "$rw" "$io" "$qd" "$rep" || exit 1
 			((have_nvtcp)) || continue
+			# a target runs only while measured: a busy-polling nvtcpd would take CPU 0
+			# from the ceiling's server thread
+			start_target "$mode" || exit 1
 			for variant in plain digest; do
 				# a failed nvtcp run costs its row, not the rest of the benchmark
 				if ! kill -0 "$tgt_pid" 2>/dev/null; then
@@ -212,9 +212,9 @@ for mode in $modes; do
 				run_perf "$mode" "$variant" "$name" "$rw" "$io" "$qd" "$rep" ||
 					failed=$((failed + 1))
 			done
+			stop_target
 		done
 	done
-	stop_target
 done
 
 [[ -n $raw ]] && cp "$results" "$raw"
@@ -270,7 +270,9 @@ if ((have_nvtcp && do_rss)); then
 	sleep $((rss_secs / 2 + 1))
 	busy=$(awk '/^VmRSS/ { print $2 }' "/proc/$tgt_pid/status")
 	if wait "$perf_pid"; then
-		peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$tgt_pid/status")
+		# VmHWM is updated lazily and can trail a VmRSS sample
+		peak=$(awk -v busy="$busy" '/^VmHWM/ { print ($2 > busy ? $2 : busy) }' \
+			"/proc/$tgt_pid/status")
 		iops=$(sed -n '/^{/,$p' "$tmp/rss-perf.out" | jq '.iops | round')
 		echo "# nvtcpd RSS: idle ${idle} KiB; 64 connections at QD128 (4K randread," \
 			"$iops IOPS): ${busy} KiB mid-run, peak ${peak} KiB"
