@@ -8,6 +8,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* --tls-key-file: the key must stay private to its owner, as ssh insists for its keys. */
+static const char *cli_read_key_file(const char *path)
+{
+	static char buf[256];
+	struct stat st;
+	size_t n;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		cli_die("tls-key-file", "%s: %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077))
+		cli_die("tls-key-file", "%s must be owned by you with mode 0600 or 0400", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
 
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json)
 {
@@ -37,7 +57,8 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 		return true;
 	}
 	case CLI_OPT_RECONNECT_DELAY:
-		o->reconnect_delay_ms = (unsigned)(cli_parse_seconds("reconnect-delay", arg) * 1000);
+		o->reconnect_delay_ms =
+			(unsigned)(cli_parse_seconds("reconnect-delay", arg) * 1000);
 		if (!o->reconnect_delay_ms)
 			o->reconnect_delay_ms = 1;
 		return true;
@@ -45,13 +66,36 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 		if (json)
 			*json = true;
 		return true;
+	case CLI_OPT_TLS:
+		o->tls = true;
+		return true;
+	case CLI_OPT_TLS_KEY:
+		o->tls = true;
+		o->tls_psk = arg;
+		return true;
+	case CLI_OPT_TLS_KEY_FILE:
+		o->tls = true;
+		o->tls_psk = cli_read_key_file(arg);
+		return true;
+	case CLI_OPT_TLS_IDENTITY:
+		if (strcmp(arg, "v0") == 0 || strcmp(arg, "0") == 0)
+			o->tls_identity_version = 0;
+		else if (strcmp(arg, "v1") == 0 || strcmp(arg, "1") == 0)
+			o->tls_identity_version = 1;
+		else
+			cli_die("tls-identity", "expected v0 or v1, not \"%s\"", arg);
+		return true;
 	default:
 		return false;
 	}
 }
 
+/* The controller cli_connect() made, disconnected by cli_die() before exiting. */
+static struct nvtcp_ctrl *cli_ctrl;
+
 void cli_die(const char *cmd, const char *fmt, ...)
 {
+	struct nvtcp_ctrl *ctrl = cli_ctrl;
 	va_list ap;
 
 	fprintf(stderr, "nvtcp %s: ", cmd);
@@ -59,7 +103,17 @@ void cli_die(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	cli_ctrl = NULL;
+	if (ctrl)
+		nvtcp_ctrl_disconnect(ctrl);
 	exit(1);
+}
+
+void cli_disconnect(struct nvtcp_ctrl *ctrl)
+{
+	if (ctrl == cli_ctrl)
+		cli_ctrl = NULL;
+	nvtcp_ctrl_disconnect(ctrl);
 }
 
 double cli_parse_seconds(const char *what, const char *s)
@@ -133,5 +187,6 @@ struct nvtcp_ctrl *cli_connect(const char *cmd, struct nvtcp_ctrl_opts *o)
 	r = nvtcp_ctrl_connect(o, &ctrl, err, sizeof(err));
 	if (r < 0)
 		cli_die(cmd, "%s", err);
+	cli_ctrl = ctrl;
 	return ctrl;
 }

@@ -22,6 +22,10 @@ enum cli_opt {
 	CLI_OPT_KATO,
 	CLI_OPT_LOSS_TMO,
 	CLI_OPT_RECONNECT_DELAY,
+	CLI_OPT_TLS,
+	CLI_OPT_TLS_KEY,
+	CLI_OPT_TLS_KEY_FILE,
+	CLI_OPT_TLS_IDENTITY,
 	CLI_OPT_COUNT
 };
 
@@ -34,23 +38,32 @@ enum cli_opt {
 		{"help", no_argument, NULL, CLI_OPT_HELP},                                   \
 		{"ctrl-loss-tmo", required_argument, NULL, CLI_OPT_LOSS_TMO},                \
 		{"reconnect-delay", required_argument, NULL, CLI_OPT_RECONNECT_DELAY},       \
+		{"tls", no_argument, NULL, CLI_OPT_TLS},                                     \
+		{"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                       \
+		{"tls-key-file", required_argument, NULL, CLI_OPT_TLS_KEY_FILE},             \
+		{"tls-identity", required_argument, NULL, CLI_OPT_TLS_IDENTITY},             \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
 	}
 
-#define CLI_TRANSPORT_HELP                                                                        \
-	"Transport options:\n"                                                                    \
-	"  -a, --traddr ADDR     target address (IPv4, IPv6 or host name); required\n"            \
-	"  -s, --trsvcid PORT    target TCP port (default 4420)\n"                                \
-	"  -n, --nqn NQN         subsystem NQN (default: the discovery NQN)\n"                    \
-	"      --hostnqn NQN     host NQN (default: /etc/nvme/hostnqn, else generated once and\n" \
-	"                        kept in ~/.config/nvtcp/hostnqn)\n"                              \
-	"      --hdr-digest      ask for CRC32C header digests\n"                                 \
-	"      --data-digest     ask for CRC32C data digests\n"                                  \
+#define CLI_TRANSPORT_HELP                                                                         \
+	"Transport options:\n"                                                                     \
+	"  -a, --traddr ADDR     target address (IPv4, IPv6 or host name); required\n"             \
+	"  -s, --trsvcid PORT    target TCP port (default 4420)\n"                                 \
+	"  -n, --nqn NQN         subsystem NQN (default: the discovery NQN)\n"                     \
+	"      --hostnqn NQN     host NQN (default: /etc/nvme/hostnqn, else generated once and\n"  \
+	"                        kept in ~/.config/nvtcp/hostnqn)\n"                               \
+	"      --hdr-digest      ask for CRC32C header digests\n"                                  \
+	"      --data-digest     ask for CRC32C data digests\n"                                    \
 	"      --ctrl-loss-tmo S seconds to keep reconnecting after the target went away before\n" \
 	"                        failing I/O (default 60; 0 = never reconnect; decimals ok)\n"     \
-	"      --reconnect-delay S  first delay between reconnect attempts, doubling up to 8x\n"  \
-	"                        (default 1)\n"
+	"      --reconnect-delay S  first delay between reconnect attempts, doubling up to 8x\n"   \
+	"                        (default 1)\n"                                                    \
+	"      --tls             TLS 1.3 with a pre-shared key (needs --tls-key or --tls-key-file)\n" \
+	"      --tls-key KEY     PSK \"NVMeTLSkey-1:hh:...:\" (nvme gen-tls-key); implies --tls;\n"  \
+	"                        hh 02 (48-byte key) selects TLS_AES_256_GCM_SHA384\n"            \
+	"      --tls-key-file F  read the PSK from F (mode 0600 or 0400); implies --tls\n"         \
+	"      --tls-identity v0|v1  PSK identity form (default v0; v1 adds the PSK digest)\n"
 
 /* Handle a transport option; returns true if opt was one. */
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json);
@@ -64,6 +77,8 @@ double cli_parse_seconds(const char *what, const char *s);
 void cli_die(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 /* Connect (with io queues) or die with the library's explanation. */
 struct nvtcp_ctrl *cli_connect(const char *cmd, struct nvtcp_ctrl_opts *o);
+/* Disconnect a controller from cli_connect() (cli_die() no longer touches it). */
+void cli_disconnect(struct nvtcp_ctrl *ctrl);
 
 int perf_main(int argc, char **argv);
 void perf_usage(void);

@@ -373,14 +373,20 @@ static int cmd_identify(int argc, char **argv)
 		json_object_put(root);
 	}
 	free(buf);
-	nvtcp_ctrl_disconnect(ctrl);
+	cli_disconnect(ctrl);
 	return 0;
 }
 
 /* ---- read / write ------------------------------------------------------------------------ */
 
-/* The data buffer, reachable from a global so that exiting on an error is not a leak. */
+/* The data buffer, freed at exit too: cli_die() exits from the error paths. */
 static uint8_t *rw_buf;
+
+static void rw_free_buf(void)
+{
+	free(rw_buf);
+	rw_buf = NULL;
+}
 
 /* Explain a failed read/write (NVMe status or transport error) and exit. */
 static void rw_die(const char *cmd, int r, uint64_t slba, uint64_t nlb, uint32_t nsid,
@@ -468,6 +474,7 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 		cli_die(cmd, "the controller granted no I/O queue");
 	len = (size_t)nlb * ns.lba_size;
 	buf = rw_buf = aligned_alloc(4096, (len + 4095) / 4096 * 4096);
+	atexit(rw_free_buf);
 	if (!buf)
 		cli_die(cmd, "cannot allocate %zu bytes", len);
 	if (is_write) {
@@ -510,9 +517,8 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 	}
 	if (fd > STDERR_FILENO)
 		close(fd);
-	free(buf);
-	rw_buf = NULL;
-	nvtcp_ctrl_disconnect(ctrl);
+	rw_free_buf();
+	cli_disconnect(ctrl);
 	return 0;
 }
 

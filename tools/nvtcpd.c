@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "nvtcp/target.h"
 
@@ -19,7 +20,9 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 {
 	fprintf(f,
 		"usage: %s [-c CONFIG.json] [--listen ADDR:PORT]... [--cores N] [--busy-poll]\n"
-		"          [--cpu FIRST] [--log-level error|warn|info|debug] [-h]\n"
+		"          [--cpu FIRST] [--max-connections N] [--log-level "
+		"error|warn|info|debug]\n"
+		"          [-h]\n"
 		"\n"
 		"  -c, --config FILE    JSON configuration (default: built-in, one 1 GiB memory\n"
 		"                       namespace in nqn.2024-01.io.nvtcp:mem0 on 127.0.0.1:4420\n"
@@ -31,9 +34,12 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 		"  -b, --busy-poll      spin instead of sleeping in epoll (lower latency, 100%% "
 		"CPU)\n"
 		"      --cpu FIRST      pin loop i to CPU FIRST + i\n"
+		"      --max-connections N\n"
+		"                       connections open at once, all queues (default %u); more\n"
+		"                       are accepted and closed at once\n"
 		"  -L, --log-level L    error, warn, info (default) or debug\n"
 		"  -h, --help           this help\n",
-		argv0);
+		argv0, NVTCP_TARGET_MAX_CONNECTIONS);
 }
 
 static void nvtcpd_on_signal(int sig)
@@ -54,6 +60,19 @@ static int nvtcpd_parse_uint(const char *s, unsigned max, unsigned *out)
 		return -EINVAL;
 	*out = (unsigned)v;
 	return 0;
+}
+
+/* One fd per connection: let the soft limit go as high as the hard one allows, so the
+ * connection limit, not RLIMIT_NOFILE (often 1024), is what bounds the target. */
+static void nvtcpd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		fprintf(stderr, "nvtcpd: cannot raise the open file limit: %s\n", strerror(errno));
 }
 
 /* "0.0.0.0" and "::" accept anything; nvme-cli on this machine reaches them on loopback. */
@@ -98,6 +117,7 @@ int main(int argc, char **argv)
 		{"busy-poll", no_argument, NULL, 'b'},
 		{"cpu", required_argument, NULL, 'C'},
 		{"log-level", required_argument, NULL, 'L'},
+		{"max-connections", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -140,6 +160,16 @@ int main(int argc, char **argv)
 			}
 			opts.first_cpu = (int)v;
 			break;
+		case 'M':
+			if (nvtcpd_parse_uint(optarg, 1u << 20, &v) < 0 || v == 0) {
+				fprintf(stderr,
+					"nvtcpd: --max-connections: expected 1..1048576, got "
+					"\"%s\"\n",
+					optarg);
+				return 2;
+			}
+			opts.max_connections = v;
+			break;
 		case 'L':
 			if (nvtcp_target_set_log_level(optarg) < 0) {
 				fprintf(stderr,
@@ -163,6 +193,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	opts.listen = listen;
+	nvtcpd_raise_nofile();
 
 	ret = nvtcp_target_create(&opts, &nvtcpd_target, err, sizeof(err));
 	if (ret < 0) {

@@ -477,7 +477,7 @@ int perf_main(int argc, char **argv)
 		cli_die("perf", "no subsystem: add -n NQN (find it with 'nvtcp discover')");
 	o.nr_io_queues = cfg.nr_queues;
 	o.queue_size = cfg.depth + 1;
-	cfg.drain_ms = 10000 + (o.ctrl_loss_tmo_ms > 0	     ? (uint64_t)o.ctrl_loss_tmo_ms
+	cfg.drain_ms = 10000 + (o.ctrl_loss_tmo_ms > 0	  ? (uint64_t)o.ctrl_loss_tmo_ms
 				: o.ctrl_loss_tmo_ms == 0 ? NVTCP_CTRL_LOSS_TMO_DEFAULT
 							  : 0);
 	ctrl = cli_connect("perf", &o);
@@ -650,14 +650,15 @@ int perf_main(int argc, char **argv)
 	}
 	if (fatal == -ETIMEDOUT)
 		fprintf(stderr,
-			"perf: the connection to the target was lost and could not be re-established "
+			"perf: the connection to the target was lost and could not be "
+			"re-established "
 			"within the controller-loss timeout (--ctrl-loss-tmo): is nvtcpd still "
 			"running on %s:%s?\n",
 			o.traddr, o.trsvcid ? o.trsvcid : "4420");
 	else if (fatal)
 		fprintf(stderr, "perf: a queue failed: %s\n", strerror(-fatal));
 	/* Before freeing the buffers: anything still held completes (with an error) here. */
-	nvtcp_ctrl_disconnect(ctrl);
+	cli_disconnect(ctrl);
 	for (unsigned i = 0; i < cfg.nr_queues; i++) {
 		for (unsigned d = 0; d < cfg.depth; d++)
 			free(ws[i].ios[d].buf);

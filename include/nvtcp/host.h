@@ -46,6 +46,14 @@ struct nvtcp_ctrl_opts {
 	 * 0 = NVTCP_RECONNECT_DELAY_DEFAULT. The first attempt is made at once. */
 	int ctrl_loss_tmo_ms;
 	unsigned reconnect_delay_ms;
+	/* TLS 1.3 with a PSK (NVMe/TCP secure channel) on every queue, before ICReq. tls_psk is
+	 * the configured PSK in interchange format "NVMeTLSkey-1:hh:<base64>:" (nvme
+	 * gen-tls-key); hh 02 or a 48-byte key selects TLS_AES_256_GCM_SHA384, otherwise
+	 * TLS_AES_128_GCM_SHA256. tls_identity_version: 0 "NVMe0R.." (SPDK, kernel) or 1
+	 * "NVMe1R.." with the PSK digest (nvme-cli). The key is copied, never logged. */
+	bool tls;
+	const char *tls_psk;
+	int tls_identity_version;
 };
 
 #define NVTCP_CTRL_LOSS_TMO_DEFAULT   60000 /* ms */

@@ -554,8 +554,8 @@ int host_conn_wait(struct host_conn *c, int timeout_ms)
 	pfd.fd = c->stream.fd;
 	pfd.events = POLLIN | (stream_tx_pending(&c->stream) ? POLLOUT : 0);
 	pfd.revents = 0;
-	/* Bytes already in the ring (budget ran out) need no wait. */
-	if (c->stream.ring_head != c->stream.ring_tail)
+	/* Bytes already in the ring (budget ran out) or decrypted by TLS need no wait. */
+	if (stream_rx_pending(&c->stream))
 		timeout_ms = 0;
 	if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
 		return -errno;

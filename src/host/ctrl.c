@@ -17,6 +17,7 @@
 #include "../common/le.h"
 #include "../common/log.h"
 #include "../proto/nvme.h"
+#include "../net/tls.h"
 
 #define CTRL_ADMIN_QSIZE      32
 #define CTRL_DEFAULT_QSIZE    128
@@ -42,8 +43,8 @@ struct nvtcp_io_queue {
 	struct nvtcp_ctrl *ctrl;
 	struct host_conn *conn; /* NULL while reconnecting */
 	uint16_t qid;
-	unsigned gen;		/* controller generation conn was connected under */
-	struct ioq_held *held;	/* nr_slots entries, allocated at connect */
+	unsigned gen;	       /* controller generation conn was connected under */
+	struct ioq_held *held; /* nr_slots entries, allocated at connect */
 	unsigned nr_held;
 	uint64_t next_attempt_ms;
 };
@@ -74,6 +75,7 @@ struct nvtcp_ctrl {
 	bool ka_outstanding;
 	/* reconnection: state and gen are read lock-free by I/O threads; the rest under rc_lock */
 	struct nvtcp_ctrl_opts conn_opts; /* digests, queue count for reconnects */
+	struct tls_psk_key tls_key;	  /* conn_opts.tls: the parsed PSK, wiped at free */
 	int loss_tmo_ms;		  /* < 0: no reconnect */
 	unsigned delay_min_ms, delay_ms;
 	_Atomic int state;
@@ -138,7 +140,8 @@ static void ctrl_mark_failed(struct nvtcp_ctrl *ctrl, unsigned gen, int err)
 		ctrl->next_attempt_ms = now;
 		ctrl->delay_ms = ctrl->delay_min_ms;
 		atomic_store(&ctrl->state, CTRL_RESETTING);
-		log_warn("%s:%s: connection to the controller lost (%s): reconnecting for up to %d ms",
+		log_warn("%s:%s: connection to the controller lost (%s): reconnecting for up to %d "
+			 "ms",
 			 ctrl->traddr, ctrl->trsvcid, strerror(err < 0 ? -err : EIO),
 			 ctrl->loss_tmo_ms);
 	}
@@ -383,6 +386,34 @@ static const char *ctrl_connect_status_str(uint16_t status)
 	}
 }
 
+/* TLS handshake on a fresh queue connection, before ICReq (the PSK identity names our host NQN
+ * and the subsystem). */
+static int ctrl_tls_start(struct nvtcp_ctrl *ctrl, struct host_conn *conn, int version,
+			  const char *name, char *err, size_t errlen)
+{
+	struct tls_client_params p = {
+		.key = &ctrl->tls_key,
+		.hostnqn = ctrl->info.hostnqn,
+		.subnqn = ctrl->info.subnqn,
+		.identity_version = version,
+	};
+	int r = tls_client_start(&conn->stream, &p, name);
+
+	if (r == 0)
+		r = tls_handshake_sync(&conn->stream, ctrl->timeout_ms);
+	if (r == -EACCES)
+		ctrl_err(err, errlen,
+			 "%s:%s refused the TLS PSK (wrong key, or no key for host %s there)",
+			 ctrl->traddr, ctrl->trsvcid, ctrl->info.hostnqn);
+	else if (r == -ECONNREFUSED)
+		ctrl_err(err, errlen, "%s:%s does not speak TLS (a port without \"secure\"?)",
+			 ctrl->traddr, ctrl->trsvcid);
+	else if (r < 0)
+		ctrl_err(err, errlen, "TLS handshake with %s:%s failed: %s", ctrl->traddr,
+			 ctrl->trsvcid, strerror(-r));
+	return r;
+}
+
 /* Dial, ICReq/ICResp and Fabrics Connect one queue. */
 static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qsize,
 			      const struct nvtcp_ctrl_opts *opts, bool hold, struct host_conn **out,
@@ -414,6 +445,11 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 	if (r < 0) {
 		ctrl_err(err, errlen, "queue %u: %s", qid, strerror(-r));
 		return r;
+	}
+	if (opts->tls) {
+		r = ctrl_tls_start(ctrl, conn, opts->tls_identity_version, name, err, errlen);
+		if (r < 0)
+			goto err_close;
 	}
 	r = host_conn_connect(conn, ctrl->timeout_ms);
 	if (r < 0) {
@@ -592,6 +628,7 @@ static void ctrl_free(struct nvtcp_ctrl *ctrl)
 	host_conn_close(ctrl->admin);
 	pthread_mutex_destroy(&ctrl->rc_lock);
 	pthread_mutex_destroy(&ctrl->admin_lock);
+	tls_psk_wipe(&ctrl->tls_key, sizeof(ctrl->tls_key));
 	free(ctrl);
 }
 
@@ -617,9 +654,10 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->conn_opts.traddr = ctrl->conn_opts.trsvcid = ctrl->conn_opts.subnqn = NULL;
 	ctrl->conn_opts.hostnqn = NULL;
 	ctrl->conn_opts.hostid = NULL;
-	ctrl->loss_tmo_ms = opts->ctrl_loss_tmo_ms < 0	 ? -1
-			    : opts->ctrl_loss_tmo_ms ? opts->ctrl_loss_tmo_ms
-						     : NVTCP_CTRL_LOSS_TMO_DEFAULT;
+	ctrl->conn_opts.tls_psk = NULL;
+	ctrl->loss_tmo_ms = opts->ctrl_loss_tmo_ms < 0 ? -1
+			    : opts->ctrl_loss_tmo_ms   ? opts->ctrl_loss_tmo_ms
+						       : NVTCP_CTRL_LOSS_TMO_DEFAULT;
 	ctrl->delay_min_ms =
 		opts->reconnect_delay_ms ? opts->reconnect_delay_ms : NVTCP_RECONNECT_DELAY_DEFAULT;
 	ctrl->delay_ms = ctrl->delay_min_ms;
@@ -644,6 +682,18 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 		r = nvtcp_hostid_for(ctrl->info.hostnqn, ctrl->hostid);
 		if (r < 0) {
 			ctrl_err(err, errlen, "cannot determine a host ID: %s", strerror(-r));
+			goto err_free;
+		}
+	}
+	if (opts->tls) {
+		r = opts->tls_psk ? tls_psk_parse(opts->tls_psk, &ctrl->tls_key) : -EINVAL;
+		if (r == 0 && (opts->tls_identity_version < 0 || opts->tls_identity_version > 1))
+			r = -EDOM;
+		if (r < 0) {
+			ctrl_err(err, errlen, "TLS key: %s",
+				 !opts->tls_psk ? "none given (--tls-key or --tls-key-file)"
+				 : r == -EDOM	? "the identity version must be 0 or 1"
+						: tls_psk_parse_strerror(r));
 			goto err_free;
 		}
 	}
@@ -1093,8 +1143,8 @@ static int ioq_recover(struct nvtcp_io_queue *q)
 }
 
 /* Submit on the live connection, or hold the command while the queue reconnects. */
-static int ioq_submit(struct nvtcp_io_queue *q, const struct wire_sqe *sqe,
-		      const struct iovec *iov, int iovcnt, bool write, nvtcp_cb cb, void *arg)
+static int ioq_submit(struct nvtcp_io_queue *q, const struct wire_sqe *sqe, const struct iovec *iov,
+		      int iovcnt, bool write, nvtcp_cb cb, void *arg)
 {
 	if (!ioq_needs_recover(q))
 		return host_conn_submit(q->conn, sqe, iov, iovcnt, write, cb, arg);

@@ -59,8 +59,8 @@ static void fuzz_cb(void *arg, const struct nvtcp_cpl *cpl)
 }
 
 /* A held command handed back: what a reconnect would resubmit. Its data must still be ours. */
-static void fuzz_harvest(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov,
-			 int iovcnt, bool write, nvtcp_cb cb, void *arg)
+static void fuzz_harvest(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov, int iovcnt,
+			 bool write, nvtcp_cb cb, void *arg)
 {
 	struct nvtcp_cpl cpl = {.err = -ECONNABORTED, .status = HOST_STATUS_PATH_ERROR};
 
