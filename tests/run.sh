@@ -60,7 +60,7 @@ fi
 # 4. Kernel interop (qemu guests in a private network namespace).
 if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
 	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh \
-		tests/interop/kernel-host-auth.sh; do
+		tests/interop/kernel-host-auth.sh tests/interop/kernel-target-auth.sh; do
 		[ -f "$t" ] || { record "$t (missing)" 1; continue; }
 		log "interop: $t"
 		bash "$t" >"$(basename "$t" .sh).log" 2>&1
