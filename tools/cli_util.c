@@ -29,8 +29,37 @@ static const char *cli_read_key_file(const char *path)
 	return buf;
 }
 
+/* --dhchap-secret-file / --dhchap-ctrl-secret-file: owner-only, like the TLS key file; one
+ * buffer per option (the secret stays referenced by the options). Trailing white space is
+ * dropped. */
+static const char *cli_read_secret_file(const char *what, const char *path, char *buf, size_t size)
+{
+	struct stat st;
+	size_t n;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		cli_die(what, "%s: %s", path, strerror(errno));
+	if (fstat(fileno(f), &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		fclose(f);
+		cli_die(what, "%s must be owned by you with mode 0600 or 0400 (it holds a secret)",
+			path);
+	}
+	n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			 buf[n - 1] == '\t'))
+		n--;
+	buf[n] = '\0';
+	if (n == 0)
+		cli_die(what, "%s is empty", path);
+	return buf;
+}
+
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json)
 {
+	static char host_secret[256], ctrl_secret[256];
+
 	switch (opt) {
 	case 'a':
 		o->traddr = arg;
@@ -85,6 +114,32 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 		else
 			cli_die("tls-identity", "expected v0 or v1, not \"%s\"", arg);
 		return true;
+	case CLI_OPT_DHCHAP_SECRET:
+		o->dhchap_secret = arg;
+		return true;
+	case CLI_OPT_DHCHAP_SECRET_FILE:
+		o->dhchap_secret = cli_read_secret_file("dhchap-secret-file", arg, host_secret,
+							sizeof(host_secret));
+		return true;
+	case CLI_OPT_DHCHAP_CTRL_SECRET:
+		o->dhchap_ctrl_secret = arg;
+		return true;
+	case CLI_OPT_DHCHAP_CTRL_SECRET_FILE:
+		o->dhchap_ctrl_secret = cli_read_secret_file("dhchap-ctrl-secret-file", arg,
+							     ctrl_secret, sizeof(ctrl_secret));
+		return true;
+	case CLI_OPT_DHCHAP_HASH:
+		o->dhchap_hashes = arg;
+		return true;
+	case CLI_OPT_DHCHAP_DHGROUP:
+		o->dhchap_dhgroups = arg;
+		return true;
+	case CLI_OPT_CONNECT_TIMEOUT: {
+		double v = cli_parse_seconds("connect-timeout", arg);
+
+		o->connect_timeout_ms = v > 0 && v < 0.001 ? 1 : (unsigned)(v * 1000 + 0.5);
+		return true;
+	}
 	default:
 		return false;
 	}

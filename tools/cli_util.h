@@ -26,6 +26,13 @@ enum cli_opt {
 	CLI_OPT_TLS_KEY,
 	CLI_OPT_TLS_KEY_FILE,
 	CLI_OPT_TLS_IDENTITY,
+	CLI_OPT_DHCHAP_SECRET,
+	CLI_OPT_DHCHAP_SECRET_FILE,
+	CLI_OPT_DHCHAP_CTRL_SECRET,
+	CLI_OPT_DHCHAP_CTRL_SECRET_FILE,
+	CLI_OPT_DHCHAP_HASH,
+	CLI_OPT_DHCHAP_DHGROUP,
+	CLI_OPT_CONNECT_TIMEOUT,
 	CLI_OPT_COUNT
 };
 
@@ -42,6 +49,14 @@ enum cli_opt {
 		{"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                       \
 		{"tls-key-file", required_argument, NULL, CLI_OPT_TLS_KEY_FILE},             \
 		{"tls-identity", required_argument, NULL, CLI_OPT_TLS_IDENTITY},             \
+		{"dhchap-secret", required_argument, NULL, CLI_OPT_DHCHAP_SECRET},           \
+		{"dhchap-secret-file", required_argument, NULL, CLI_OPT_DHCHAP_SECRET_FILE}, \
+		{"dhchap-ctrl-secret", required_argument, NULL, CLI_OPT_DHCHAP_CTRL_SECRET}, \
+		{"dhchap-ctrl-secret-file", required_argument, NULL,                         \
+		 CLI_OPT_DHCHAP_CTRL_SECRET_FILE},                                           \
+		{"dhchap-hash", required_argument, NULL, CLI_OPT_DHCHAP_HASH},               \
+		{"dhchap-dhgroup", required_argument, NULL, CLI_OPT_DHCHAP_DHGROUP},         \
+		{"connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT},       \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
 	}
@@ -63,7 +78,16 @@ enum cli_opt {
 	"      --tls-key KEY     PSK \"NVMeTLSkey-1:hh:...:\" (nvme gen-tls-key); implies --tls;\n"  \
 	"                        hh 02 (48-byte key) selects TLS_AES_256_GCM_SHA384\n"            \
 	"      --tls-key-file F  read the PSK from F (mode 0600 or 0400); implies --tls\n"         \
-	"      --tls-identity v0|v1  PSK identity form (default v0; v1 adds the PSK digest)\n"
+	"      --tls-identity v0|v1  PSK identity form (default v0; v1 adds the PSK digest)\n"     \
+	"      --dhchap-secret S  DH-HMAC-CHAP host secret \"DHHC-1:hh:...:\" (from nvme\n"        \
+	"                        gen-dhchap-key), bound to --hostnqn; used on every queue\n"       \
+	"      --dhchap-secret-file F  read the host secret from F (mode 0600 or 0400)\n"          \
+	"      --dhchap-ctrl-secret S  controller secret: the controller must authenticate too\n"  \
+	"      --dhchap-ctrl-secret-file F  read the controller secret from F (0600 or 0400)\n"    \
+	"      --dhchap-hash LIST     hashes to offer, e.g. sha256,sha512 (default: all)\n"        \
+	"      --dhchap-dhgroup LIST  DH groups to offer: null, ffdhe2048..ffdhe8192 (default:\n"  \
+	"                        all)\n"                                                           \
+	"      --connect-timeout S  bound on connecting and on each admin command (default 10)\n"
 
 /* Handle a transport option; returns true if opt was one. */
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json);

@@ -54,6 +54,18 @@ struct nvtcp_ctrl_opts {
 	bool tls;
 	const char *tls_psk;
 	int tls_identity_version;
+	/* DH-HMAC-CHAP in-band authentication, run on every queue (admin and each I/O queue, also
+	 * after a reconnect) right after its Connect, when the controller asks for it (AUTHREQ)
+	 * or dhchap_secret is set. dhchap_secret: the host secret "DHHC-1:hh:<base64>:" (nvme
+	 * gen-dhchap-key), bound to the host NQN. dhchap_ctrl_secret (optional): the controller
+	 * secret; the controller must then prove it too (bidirectional). dhchap_hashes /
+	 * dhchap_dhgroups: comma-separated lists to offer ("sha256,sha512", "null,ffdhe2048");
+	 * NULL = every hash and every group including null, as the Linux host offers. A refusal
+	 * either way fails the connect. Secrets are copied, never logged. */
+	const char *dhchap_secret;
+	const char *dhchap_ctrl_secret;
+	const char *dhchap_hashes;
+	const char *dhchap_dhgroups;
 };
 
 #define NVTCP_CTRL_LOSS_TMO_DEFAULT   60000 /* ms */
@@ -132,6 +144,16 @@ const struct nvtcp_ctrl_info *nvtcp_ctrl_get_info(const struct nvtcp_ctrl *ctrl)
  * this periodically (at least every KATO/2) if the application is otherwise idle. Thread-safe.
  * Returns 0, or -errno when the admin queue failed (the controller is then unusable). */
 int nvtcp_ctrl_process_admin(struct nvtcp_ctrl *ctrl);
+
+/* DH-HMAC-CHAP re-authentication (a new transaction with the configured secrets). The admin
+ * queue is re-authenticated before this returns (thread-safe, like the admin calls); each I/O
+ * queue at the start of its next nvtcp_queue_poll()/nvtcp_queue_wait(), on its own thread
+ * (blocking that call for the exchange; commands already submitted go on meanwhile, as the
+ * controller allows). A queue whose re-authentication fails is failed (and reconnected, which
+ * authenticates again, if reconnection is enabled). Returns 0, -EINVAL when no secret is
+ * configured, or the admin queue's -errno (-EKEYREJECTED when refused either way) with a
+ * reason in err (errlen bytes; may be NULL). */
+int nvtcp_ctrl_reauthenticate(struct nvtcp_ctrl *ctrl, char *err, size_t errlen);
 
 /* ---- admin commands (synchronous, thread-safe) ------------------------------------------ */
 /* Each returns 0 on success, a positive NVMe status (see struct nvtcp_cpl) when the controller

@@ -19,7 +19,12 @@ struct nvtcp_target_opts {
 	unsigned cores; /* event loops (threads); 0 = 1 */
 	bool busy_poll; /* spin instead of sleeping in epoll */
 	int first_cpu;	/* pin loop i to CPU first_cpu + i; -1 = no pinning */
+	/* connections open at once (all ports, all queues); beyond it new connections are
+	 * accepted and closed at once, with a log line. 0 = NVTCP_TARGET_MAX_CONNECTIONS */
+	unsigned max_connections;
 };
+
+#define NVTCP_TARGET_MAX_CONNECTIONS 4096
 
 /* Build a target: load config, open backends, bind listeners. Returns 0, or -errno with a
  * human-readable message in err. */

@@ -14,6 +14,7 @@
 
 #include "nvtcp/host.h"
 #include "conn.h"
+#include "auth.h"
 #include "../common/le.h"
 #include "../common/log.h"
 #include "../proto/nvme.h"
@@ -47,6 +48,7 @@ struct nvtcp_io_queue {
 	struct ioq_held *held; /* nr_slots entries, allocated at connect */
 	unsigned nr_held;
 	uint64_t next_attempt_ms;
+	unsigned auth_gen; /* last ctrl->auth_gen this queue (re-)authenticated for */
 };
 
 /* Controller state for reconnection. */
@@ -76,6 +78,8 @@ struct nvtcp_ctrl {
 	/* reconnection: state and gen are read lock-free by I/O threads; the rest under rc_lock */
 	struct nvtcp_ctrl_opts conn_opts; /* digests, queue count for reconnects */
 	struct tls_psk_key tls_key;	  /* conn_opts.tls: the parsed PSK, wiped at free */
+	struct host_auth *auth;		  /* DH-HMAC-CHAP secrets and per-queue slots; NULL: none */
+	_Atomic unsigned auth_gen;	  /* bumped by nvtcp_ctrl_reauthenticate() */
 	int loss_tmo_ms;		  /* < 0: no reconnect */
 	unsigned delay_min_ms, delay_ms;
 	_Atomic int state;
@@ -276,6 +280,41 @@ static int ctrl_admin_service_locked(struct nvtcp_ctrl *ctrl)
 	return ctrl_state_check(ctrl) == CTRL_DEAD ? -ETIMEDOUT : 0;
 }
 
+NVTCP_EXPORT int nvtcp_ctrl_reauthenticate(struct nvtcp_ctrl *ctrl, char *err, size_t errlen)
+{
+	char buf[320];
+	unsigned gen;
+	int r;
+
+	if (!err || !errlen) {
+		err = buf;
+		errlen = sizeof(buf);
+	}
+	if (!ctrl->auth) {
+		ctrl_err(err, errlen, "no DH-HMAC-CHAP secret configured");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&ctrl->admin_lock);
+	gen = atomic_load(&ctrl->gen);
+	if (!ctrl->admin || atomic_load(&ctrl->state) != CTRL_LIVE ||
+	    host_conn_is_failed(ctrl->admin)) {
+		ctrl_err(err, errlen,
+			 "the admin queue is not connected (queues authenticate again when "
+			 "they reconnect)");
+		r = -ENOTCONN;
+	} else {
+		r = host_auth_run(ctrl->auth, ctrl->admin, 0, ctrl->timeout_ms, err, errlen);
+		if (r < 0) {
+			/* The controller locks a queue that failed to re-authenticate. */
+			host_conn_fail(ctrl->admin, r);
+			ctrl_mark_failed(ctrl, gen, r);
+		}
+	}
+	atomic_fetch_add(&ctrl->auth_gen, 1); /* I/O queues follow on their own threads */
+	pthread_mutex_unlock(&ctrl->admin_lock);
+	return r;
+}
+
 NVTCP_EXPORT int nvtcp_ctrl_process_admin(struct nvtcp_ctrl *ctrl)
 {
 	int r;
@@ -380,7 +419,7 @@ static const char *ctrl_connect_status_str(uint16_t status)
 	case NVME_SC_CONNECT_INVALID_HOST:
 		return "this host NQN is not allowed to connect to the subsystem";
 	case NVME_SC_AUTH_REQUIRED:
-		return "authentication required (not supported by nvtcp)";
+		return "DH-HMAC-CHAP authentication required: give --dhchap-secret";
 	default:
 		return nvtcp_status_str(status);
 	}
@@ -493,14 +532,11 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 		r = -ECONNREFUSED;
 		goto err_close;
 	}
-	if (cpl.dw0 & (3u << 17)) {
-		ctrl_err(err, errlen,
-			 "queue %u: the controller requires authentication, which nvtcp does not "
-			 "support",
-			 qid);
-		r = -EACCES;
+	/* DH-HMAC-CHAP before anything else on the queue. */
+	r = host_auth_queue_connected(ctrl->auth, conn, qid, cpl.dw0, ctrl->timeout_ms, err,
+				      errlen);
+	if (r < 0)
 		goto err_close;
-	}
 	if (qid == 0)
 		ctrl->info.cntlid = (uint16_t)cpl.dw0;
 	*out = conn;
@@ -629,6 +665,7 @@ static void ctrl_free(struct nvtcp_ctrl *ctrl)
 	pthread_mutex_destroy(&ctrl->rc_lock);
 	pthread_mutex_destroy(&ctrl->admin_lock);
 	tls_psk_wipe(&ctrl->tls_key, sizeof(ctrl->tls_key));
+	host_auth_free(ctrl->auth);
 	free(ctrl);
 }
 
@@ -655,6 +692,8 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->conn_opts.hostnqn = NULL;
 	ctrl->conn_opts.hostid = NULL;
 	ctrl->conn_opts.tls_psk = NULL;
+	ctrl->conn_opts.dhchap_secret = ctrl->conn_opts.dhchap_ctrl_secret = NULL;
+	ctrl->conn_opts.dhchap_hashes = ctrl->conn_opts.dhchap_dhgroups = NULL;
 	ctrl->loss_tmo_ms = opts->ctrl_loss_tmo_ms < 0 ? -1
 			    : opts->ctrl_loss_tmo_ms   ? opts->ctrl_loss_tmo_ms
 						       : NVTCP_CTRL_LOSS_TMO_DEFAULT;
@@ -697,6 +736,10 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 			goto err_free;
 		}
 	}
+	r = host_auth_create(opts, ctrl->info.hostnqn, ctrl->info.subnqn, opts->nr_io_queues + 1,
+			     &ctrl->auth, err, errlen);
+	if (r < 0)
+		goto err_free;
 	ctrl->info.hdr_digest = opts->hdr_digest;
 	ctrl->info.data_digest = opts->data_digest;
 	ctrl->disable_sqflow = opts->disable_sqflow;
@@ -1129,6 +1172,7 @@ static int ioq_recover(struct nvtcp_io_queue *q)
 	conn->opts.incapsule_max = ctrl->info.incapsule_max;
 	q->conn = conn;
 	q->gen = gen;
+	q->auth_gen = atomic_load(&ctrl->auth_gen); /* the new connection just authenticated */
 	n = q->nr_held;
 	q->nr_held = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -1140,6 +1184,33 @@ static int ioq_recover(struct nvtcp_io_queue *q)
 	log_info("%s:%s q%u: reconnected, %u command(s) resubmitted", ctrl->traddr, ctrl->trsvcid,
 		 q->qid, n - q->nr_held);
 	return 0;
+}
+
+static bool ioq_needs_reauth(const struct nvtcp_io_queue *q)
+{
+	return q->ctrl->auth && q->conn && q->auth_gen != atomic_load(&q->ctrl->auth_gen);
+}
+
+/* On the queue's thread: the re-authentication nvtcp_ctrl_reauthenticate() asked for. A
+ * refusal fails the queue (the controller locked it). Returns 0 or the queue's -errno. */
+static int ioq_reauth(struct nvtcp_io_queue *q)
+{
+	struct nvtcp_ctrl *ctrl = q->ctrl;
+	char err[320];
+	int r;
+
+	q->auth_gen = atomic_load(&ctrl->auth_gen);
+	if (host_conn_is_failed(q->conn))
+		return 0; /* the caller's poll reports it */
+	r = host_auth_run(ctrl->auth, q->conn, q->qid, ctrl->timeout_ms, err, sizeof(err));
+	if (r == 0)
+		return 0;
+	log_warn("%s:%s q%u: re-authentication failed: %s", ctrl->traddr, ctrl->trsvcid, q->qid,
+		 err);
+	host_conn_fail(q->conn, r);
+	if (ctrl_can_reconnect(ctrl))
+		return MIN(ioq_recover(q), 0);
+	return host_conn_poll(q->conn, 0); /* completes what was outstanding, returns r */
 }
 
 /* Submit on the live connection, or hold the command while the queue reconnects. */
@@ -1259,6 +1330,11 @@ NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
 		if (r < 0 || !q->conn)
 			return r;
 	}
+	if (unlikely(ioq_needs_reauth(q))) {
+		r = ioq_reauth(q);
+		if (r < 0 || !q->conn)
+			return r;
+	}
 	ctrl_ka_maybe(q->ctrl);
 	r = host_conn_poll(q->conn, max);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
@@ -1279,6 +1355,11 @@ NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
 			ctrl_sleep_ms(timeout_ms < 0 ? 20 : (unsigned)MIN(timeout_ms, 20));
 			return 0;
 		}
+	}
+	if (unlikely(ioq_needs_reauth(q))) {
+		r = ioq_reauth(q);
+		if (r < 0 || !q->conn)
+			return r;
 	}
 	ctrl_ka_maybe(q->ctrl);
 	r = host_conn_wait(q->conn, timeout_ms);

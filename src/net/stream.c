@@ -97,6 +97,9 @@ void stream_fini(struct stream *s)
 	s->tx_queued_bytes = 0;
 	free(s->ring);
 	s->ring = NULL;
+	if (s->io && s->io->fini)
+		s->io->fini(s);
+	s->io_ctx = NULL;
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
@@ -313,7 +316,8 @@ int stream_flush(struct stream *s)
 		s->tx_bytes += (uint64_t)n;
 		stream_tx_advance(s, (size_t)n);
 	}
-	return 0;
+	/* what the I/O layer took may still wait beneath it (TLS records) */
+	return s->io->flush ? s->io->flush(s) : 0;
 }
 
 /* ---- fatal errors ----------------------------------------------------------------------- */
@@ -347,6 +351,15 @@ static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt)
 			iov->iov_base = (uint8_t *)iov->iov_base + left;
 			iov->iov_len -= left;
 		}
+	}
+	while (s->io->flush) {
+		int ret = s->io->flush(s);
+		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+
+		if (ret != -EAGAIN)
+			return ret;
+		if (++waits > 3 || poll(&pfd, 1, 100) < 0)
+			return -ETIMEDOUT;
 	}
 	return 0;
 }

@@ -60,10 +60,20 @@ struct stream_cbs {
 };
 
 /* Raw byte I/O beneath the stream: plain socket or TLS. Both follow readv/writev semantics
- * on a non-blocking fd: >0 bytes, 0 for EOF (read), -EAGAIN, or -errno. */
+ * on a non-blocking fd: >0 bytes, 0 for EOF (read), -EAGAIN, or -errno. pending and fini are
+ * optional (NULL for plain sockets). */
 struct stream_io_ops {
 	ssize_t (*readv)(struct stream *s, const struct iovec *iov, int iovcnt);
 	ssize_t (*writev)(struct stream *s, const struct iovec *iov, int iovcnt, bool more);
+	/* Bytes already read from the socket but not yet returned by readv (TLS records
+	 * decrypted or buffered): epoll cannot see them, so the owner must read again. */
+	bool (*pending)(const struct stream *s);
+	/* Send bytes the layer holds itself (TLS records encrypted but not yet accepted by the
+	 * socket): 0 when none are left, -EAGAIN, or -errno. tx_buffered says if any are. */
+	int (*flush)(struct stream *s);
+	bool (*tx_buffered)(const struct stream *s);
+	/* Release s->io_ctx (best-effort orderly close, e.g. TLS close_notify); before close. */
+	void (*fini)(struct stream *s);
 };
 
 extern const struct stream_io_ops stream_plain_io;
@@ -112,7 +122,13 @@ void stream_queue(struct stream *s, struct stream_tx *tx);
 int stream_flush(struct stream *s);
 static inline bool stream_tx_pending(const struct stream *s)
 {
-	return s->tx_head != NULL;
+	return s->tx_head != NULL || (s->io->tx_buffered && s->io->tx_buffered(s));
+}
+/* Received bytes wait in the ring or beneath it (TLS): call stream_recv without waiting for
+ * the fd to become readable. */
+static inline bool stream_rx_pending(const struct stream *s)
+{
+	return s->ring_head != s->ring_tail || (s->io->pending && s->io->pending(s));
 }
 
 /* Best effort: build a TermReq from s->err and the current header, write it synchronously

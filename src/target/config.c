@@ -13,6 +13,7 @@
 
 #include "../common/log.h"
 #include "core.h"
+#include "tls_keys.h"
 
 #define CFG_MAX_FILE (16u << 20)
 #define CFG_NQN_MAX  223
@@ -268,10 +269,69 @@ static bool cfg_ascii(const char *s)
 
 /* ---- namespaces ------------------------------------------------------------------------- */
 
+/* "inject": {"op": "write", "errno": "EIO", "count": 3}: the namespace's backend fails the
+ * next count bios of that op (for fault tests; see nvtcp_backend_inject_error). Returns 0 and
+ * fills mask/count/status, 1 if absent, or < 0 on an error. */
+static int cfg_inject(struct cfg *c, json_object *obj, const char *path, unsigned *mask,
+		      unsigned *count, int *status)
+{
+	static const char *const keys[] = {"op", "errno", "count", NULL};
+	static const struct {
+		const char *name;
+		unsigned mask;
+	} ops[] = {
+		{"read", 1u << NVTCP_BIO_READ},
+		{"write", 1u << NVTCP_BIO_WRITE},
+		{"flush", 1u << NVTCP_BIO_FLUSH},
+		{"write_zeroes", 1u << NVTCP_BIO_WRITE_ZEROES},
+		{"discard", 1u << NVTCP_BIO_DISCARD},
+		{"any", (1u << NVTCP_BIO_OP_COUNT) - 1},
+	};
+	static const struct {
+		const char *name;
+		int err;
+	} errs[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EROFS", EROFS}, {"ENOMEM", ENOMEM}};
+	json_object *v;
+	const char *op, *err = "EIO";
+	char p[CFG_PATH_MAX], q[CFG_PATH_MAX];
+	uint64_t n = 1;
+	int ret = cfg_member(c, obj, path, "inject", json_type_object, "an object", &v);
+	size_t i;
+
+	if (ret)
+		return ret;
+	cfg_path(p, path, "inject");
+	if ((ret = cfg_check_keys(c, v, p, keys)) < 0)
+		return ret;
+	if ((ret = cfg_string(c, v, p, "op", true, &op)) < 0)
+		return ret;
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && strcmp(op, ops[i].name); i++)
+		;
+	if (i == sizeof(ops) / sizeof(ops[0])) {
+		cfg_path(q, p, "op");
+		return cfg_err(c, q, "expected read, write, flush, write_zeroes, discard or any");
+	}
+	*mask = ops[i].mask;
+	if ((ret = cfg_string(c, v, p, "errno", false, &err)) < 0)
+		return ret;
+	for (i = 0; i < sizeof(errs) / sizeof(errs[0]) && strcmp(err, errs[i].name); i++)
+		;
+	if (i == sizeof(errs) / sizeof(errs[0])) {
+		cfg_path(q, p, "errno");
+		return cfg_err(c, q, "expected EIO, ENOSPC, EROFS or ENOMEM");
+	}
+	*status = -errs[i].err;
+	if ((ret = cfg_uint(c, v, p, "count", false, 1, 1u << 30, &n)) < 0)
+		return ret;
+	*count = (unsigned)n;
+	return 0;
+}
+
 static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, const char *path)
 {
-	static const char *const keys[] = {"nsid",     "backend", "path", "size",  "block_size",
-					   "readonly", "nguid",	  "uuid", "eui64", NULL};
+	static const char *const keys[] = {"nsid",	 "backend",  "path",  "size",
+					   "block_size", "readonly", "nguid", "uuid",
+					   "eui64",	 "inject",   NULL};
 	struct nvtcp_backend_conf conf = {0};
 	struct nvtcp_backend *be = NULL;
 	const char *type_name, *file = NULL, *id;
@@ -279,6 +339,8 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 	char p[CFG_PATH_MAX], berr[256];
 	uint8_t nguid[16], uuid[16], eui64[8] = {0};
 	bool has_nguid = false, has_uuid = false, readonly = false;
+	unsigned inj_mask = 0, inj_count = 0;
+	int inj_status = 0;
 	struct tgt_ns *ns;
 	int ret;
 
@@ -358,6 +420,8 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 		if (cfg_hex(id, eui64, 8, false) < 0)
 			return cfg_err(c, p, "expected 16 hexadecimal digits");
 	}
+	if ((ret = cfg_inject(c, obj, path, &inj_mask, &inj_count, &inj_status)) < 0)
+		return ret;
 
 	conf.path = file;
 	conf.size = size;
@@ -371,6 +435,8 @@ static int cfg_namespace(struct cfg *c, struct tgt_subsys *s, json_object *obj, 
 				       berr[0] ? berr : strerror(-ret));
 		size = nvtcp_backend_size(be);
 		bs = nvtcp_backend_block_size(be);
+		if (inj_count)
+			nvtcp_backend_inject_error(be, inj_mask, inj_count, inj_status);
 	} else if (!bs) {
 		bs = 512;
 	}
@@ -414,6 +480,25 @@ static int cfg_dhchap_secret(struct cfg *c, json_object *obj, const char *path, 
 	return *out ? 0 : cfg_err(c, p, "out of memory");
 }
 
+/* TLS PSK of a host: "psk" (interchange string) or "psk_file" (tls_keys.c checks the file is
+ * private); a bad key stops the daemon, the message never shows it. */
+static int cfg_tls_psk(struct cfg *c, json_object *obj, const char *path, struct tgt_host *host)
+{
+	const char *psk = NULL, *file = NULL;
+	char p[CFG_PATH_MAX], msg[256];
+	int ret;
+
+	if ((ret = cfg_string(c, obj, path, "psk", false, &psk)) < 0 ||
+	    (ret = cfg_string(c, obj, path, "psk_file", false, &file)) < 0)
+		return ret;
+	if (!psk && !file)
+		return 0;
+	cfg_path(p, path, psk ? "psk" : "psk_file");
+	if (tgt_tls_host_set_psk(host, psk, file, msg, sizeof(msg)) < 0)
+		return cfg_err(c, p, "%s", msg);
+	return 0;
+}
+
 /* "dhchap_hashes" / "dhchap_dhgroups": a list of names, kept in order of preference. */
 static int cfg_dhchap_list(struct cfg *c, json_object *obj, const char *path, const char *key,
 			   bool groups, uint8_t *ids, uint8_t *nr)
@@ -451,7 +536,8 @@ static int cfg_dhchap_list(struct cfg *c, json_object *obj, const char *path, co
 
 static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, const char *path)
 {
-	static const char *const keys[] = {"nqn", "dhchap_key", "dhchap_ctrl_key", NULL};
+	static const char *const keys[] = {"nqn",	     "dhchap_key", "dhchap_ctrl_key",
+					   "psk",	     "psk_file",   NULL};
 	size_t n = json_object_array_length(arr);
 
 	for (size_t i = 0; i < n; i++) {
@@ -492,6 +578,8 @@ static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, cons
 			return cfg_err(c, p,
 				       "\"dhchap_ctrl_key\" needs a \"dhchap_key\": the controller "
 				       "proves its key only to a host that authenticated");
+		if ((ret = cfg_tls_psk(c, h, p, host)) < 0)
+			return ret;
 	}
 	return 0;
 }

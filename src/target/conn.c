@@ -24,6 +24,7 @@
 #include "../common/log.h"
 #include "../net/stream.h"
 #include "../proto/crc32c.h"
+#include "tls_keys.h"
 
 #define TGT_CONN_RX_BUDGET  64		 /* PDUs per connection per loop turn */
 #define TGT_CONN_C2H_MAX    (128 * 1024) /* largest C2HData we send */
@@ -816,6 +817,8 @@ static void tgt_conn_free(struct tgt_conn *c)
 		free(c->blocks[i]);
 	list_del(&c->entry);
 	ct->nr_conns--;
+	if (ct->live_conns)
+		atomic_fetch_sub(ct->live_conns, 1);
 	log_info("%s: closed", tgt_conn_name(c));
 	free(c);
 	if (ct->draining && ct->nr_conns == 0 && ct->on_drained)
@@ -923,13 +926,13 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 	int ret;
 
 	if (ct->draining) {
-		close(fd);
-		return -ESHUTDOWN;
+		ret = -ESHUTDOWN;
+		goto err_uncount;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		close(fd);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto err_uncount;
 	}
 	if (opts)
 		c->opts = *opts;
@@ -961,10 +964,14 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 
 	ret = tgt_conn_grow_slots(c);
 	if (ret < 0)
-		goto err_close_fd;
+		goto err_free;
 	ret = stream_init(&c->stream, fd, PDU_ROLE_CTRL, 0, &tgt_conn_stream_cbs, c);
 	if (ret < 0)
-		goto err_close_fd;
+		goto err_free;
+	/* secure ports: the TLS handshake runs inside the stream's first reads (IC timeout) */
+	ret = tgt_tls_conn_start(&c->stream, th->tgt, port, tgt_conn_name(c));
+	if (ret < 0)
+		goto err_stream;
 	/* before ICReq only the ICReq is valid; pdu_params below stay the validator's view */
 	c->params = p;
 	stream_set_params(&c->stream, &c->params);
@@ -983,13 +990,16 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 
 err_stream:
 	stream_fini(&c->stream); /* closes fd */
-	goto err_free;
-err_close_fd:
-	close(fd);
+	fd = -1;
 err_free:
 	for (unsigned i = 0; i < c->nr_blocks; i++)
 		free(c->blocks[i]);
 	free(c);
+err_uncount:
+	if (fd >= 0)
+		close(fd);
+	if (ct->live_conns)
+		atomic_fetch_sub(ct->live_conns, 1);
 	return ret;
 }
 

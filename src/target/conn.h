@@ -5,6 +5,7 @@
 #ifndef NVTCP_TARGET_CONN_H
 #define NVTCP_TARGET_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +52,9 @@ struct tgt_conn_thread {
 	struct list_head conns; /* struct tgt_conn on this thread */
 	unsigned nr_conns;
 	bool draining; /* closing everything: new connections are refused */
+	/* target-wide count of accepted connections (NULL: not counted): the acceptor adds one
+	 * before handing a socket over, tgt_conn_create's failure or tgt_conn_free takes it back */
+	atomic_uint *live_conns;
 	/* called (on the thread) when draining and the last connection is gone */
 	void (*on_drained)(struct tgt_thread *th);
 };
@@ -73,7 +77,8 @@ struct tgt_conn;
 
 /* Adopt an accepted, connected socket on thread th (call on th's loop thread, after
  * tgt_conn_thread_init). fd must be non-blocking; it belongs to the connection from now on,
- * even on failure (closed). port may be NULL (tests). opts NULL = defaults.
+ * even on failure (closed, and ct->live_conns decremented). port may be NULL (tests).
+ * opts NULL = defaults.
  * Returns 0 (and *out if out is not NULL) or -errno. */
 int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 		    const struct tgt_conn_opts *opts, struct tgt_conn **out);

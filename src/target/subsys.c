@@ -11,6 +11,7 @@
 
 #include "../common/log.h"
 #include "core.h"
+#include "tls_keys.h"
 
 int tgt_init(struct tgt *t)
 {
@@ -123,6 +124,7 @@ void tgt_subsys_free(struct tgt_subsys *s)
 		list_del(p);
 		free(h->dhchap_key);
 		free(h->dhchap_ctrl_key);
+		tgt_tls_host_free(h);
 		free(h);
 	}
 	list_for_each_safe (p, tmp, &s->namespaces) {

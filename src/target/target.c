@@ -30,6 +30,10 @@ struct nvtcp_target {
 	unsigned next_thread;  /* round-robin cursor (thread 0 only) */
 	unsigned workers_left; /* worker threads still running (thread 0 only) */
 	bool tgt_ready;
+	atomic_uint live_conns;	 /* connections accepted and not yet freed (all threads) */
+	unsigned max_conns;	 /* limit on live_conns */
+	uint64_t refused;	 /* connections refused over the limit (thread 0) */
+	uint64_t refused_log_ms; /* when the last refusal was logged (thread 0) */
 	struct target_listener *listeners;
 	unsigned nr_listeners;
 	/* worker start-up handshake */
@@ -43,7 +47,10 @@ struct nvtcp_target {
 struct target_listener {
 	struct nvtcp_target *t;
 	struct tgt_port *port;
+	struct loop_timer resume; /* out of fds: the listener rests, then is watched again */
 };
+
+#define TARGET_EMFILE_REST_MS 100
 
 struct target_adopt {
 	struct tgt_thread *th;
@@ -111,6 +118,8 @@ static void target_unlisten(struct nvtcp_target *t, bool registered)
 {
 	struct list_head *p;
 
+	for (unsigned i = 0; registered && i < t->nr_listeners; i++)
+		loop_timer_cancel(t->tgt.threads[0].loop, &t->listeners[i].resume);
 	list_for_each (p, &t->tgt.ports) {
 		struct tgt_port *port = list_entry(p, struct tgt_port, entry);
 
@@ -121,6 +130,24 @@ static void target_unlisten(struct nvtcp_target *t, bool registered)
 		close(port->listen_fd);
 		port->listen_fd = -1;
 	}
+}
+
+/* Over the connection limit: close at once. The log line is limited to one a second so a
+ * flood cannot fill the disk; it says how many were refused since the last one. */
+static void target_refuse(struct target_listener *ls, int cfd)
+{
+	struct nvtcp_target *t = ls->t;
+	struct loop *l = t->tgt.threads[0].loop;
+	uint64_t now = loop_now_ms(l);
+
+	close(cfd);
+	t->refused++;
+	if (t->refused_log_ms && now - t->refused_log_ms < 1000)
+		return;
+	log_warn("listener %s:%s: %u connections open (the limit): %llu connection(s) refused",
+		 ls->port->traddr, ls->port->trsvcid, t->max_conns, (unsigned long long)t->refused);
+	t->refused = 0;
+	t->refused_log_ms = now ? now : 1;
 }
 
 /* On the chosen thread: the connection is born there. */
@@ -143,10 +170,25 @@ static void target_accept_cb(struct loop *l, int fd, uint32_t events, void *ctx)
 		struct target_adopt *a;
 
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* the pending connection stays queued and the listener stays
+				 * readable: stop watching it for a while instead of spinning on
+				 * accept */
+				log_warn("listener %s:%s: accept: %s; pausing %d ms",
+					 ls->port->traddr, ls->port->trsvcid, strerror(errno),
+					 TARGET_EMFILE_REST_MS);
+				loop_mod_fd(l, fd, 0, target_accept_cb, ls);
+				loop_timer_arm(l, &ls->resume, TARGET_EMFILE_REST_MS);
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				log_warn("listener %s:%s: accept: %s", ls->port->traddr,
 					 ls->port->trsvcid, strerror(errno));
+			}
 			return;
+		}
+		if (atomic_fetch_add(&t->live_conns, 1) >= t->max_conns) {
+			atomic_fetch_sub(&t->live_conns, 1);
+			target_refuse(ls, cfd);
+			continue;
 		}
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		th = &t->tgt.threads[t->next_thread++ % t->tgt.nr_threads];
@@ -166,8 +208,18 @@ static void target_accept_cb(struct loop *l, int fd, uint32_t events, void *ctx)
 				 ls->port->traddr, ls->port->trsvcid);
 			free(a);
 			close(cfd);
+			atomic_fetch_sub(&t->live_conns, 1);
 		}
 	}
+}
+
+static void target_accept_resume(struct loop_timer *timer)
+{
+	struct target_listener *ls = timer->ctx;
+
+	if (ls->port->listen_fd >= 0)
+		loop_mod_fd(ls->t->tgt.threads[0].loop, ls->port->listen_fd, EPOLLIN,
+			    target_accept_cb, ls);
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -263,6 +315,26 @@ static void target_log_ports(struct nvtcp_target *t)
 	}
 }
 
+/* After every worker has exited: run what was posted to a loop after its last turn (thread 0
+ * posting a controller's teardown to itself, or to a worker that had just drained). Those
+ * messages hold controller references; dropped, the controllers would leak. No other thread
+ * runs now, so thread 0 may turn every loop. Bounded: a pass that runs nothing ends it. */
+static void target_flush_posts(struct nvtcp_target *t)
+{
+	for (int pass = 0; pass < 8; pass++) {
+		int events = 0;
+
+		for (unsigned i = 0; i < t->tgt.nr_threads; i++) {
+			struct loop *l = t->tgt.threads[i].loop;
+			int n = l ? loop_run_once(l, 0) : 0;
+
+			events += n > 0 ? n : 0;
+		}
+		if (!events)
+			break;
+	}
+}
+
 /* ---- public API ------------------------------------------------------------------------- */
 
 NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
@@ -279,6 +351,8 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 		return -ENOMEM;
 	}
 	atomic_init(&t->stop_requested, false);
+	atomic_init(&t->live_conns, 0);
+	t->max_conns = opts->max_connections ? opts->max_connections : NVTCP_TARGET_MAX_CONNECTIONS;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	ret = tgt_init(&t->tgt);
@@ -323,6 +397,8 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 		ret = loop_create(&th->loop, &lo);
 		if (ret == 0)
 			ret = tgt_conn_thread_init(th);
+		if (ret == 0)
+			((struct tgt_conn_thread *)th->transport)->live_conns = &t->live_conns;
 		if (ret < 0) {
 			snprintf(err, errlen, "cannot create event loop %u: %s", i, strerror(-ret));
 			goto err_destroy;
@@ -350,6 +426,8 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 			goto err_destroy;
 		t->listeners[t->nr_listeners].t = t;
 		t->listeners[t->nr_listeners].port = port;
+		t->listeners[t->nr_listeners].resume.fn = target_accept_resume;
+		t->listeners[t->nr_listeners].resume.ctx = &t->listeners[t->nr_listeners];
 		t->nr_listeners++;
 	}
 	*out = t;
@@ -414,6 +492,7 @@ NVTCP_EXPORT int nvtcp_target_run(struct nvtcp_target *t)
 	loop_run(th0->loop);
 	for (i = 1; i <= started; i++)
 		pthread_join(t->tgt.threads[i].tid, NULL);
+	target_flush_posts(t);
 	tgt_thread_detach(th0);
 	return ret;
 

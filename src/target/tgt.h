@@ -143,10 +143,13 @@ struct tgt_port {
 	int listen_fd;		/* transport */
 };
 
+struct tls_psk_key;
+
 struct tgt_host {
 	char nqn[NVME_NQN_MAX];
 	char *dhchap_key;      /* optional, for later */
 	char *dhchap_ctrl_key; /* optional */
+	struct tls_psk_key *tls_psk; /* optional TLS PSK ("psk"/"psk_file"), tls_keys.c owns it */
 	struct list_head entry;
 };
 

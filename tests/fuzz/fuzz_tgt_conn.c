@@ -30,12 +30,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_ASSERT(c)                                                                        \
-	do {                                                                                  \
-		if (!(c)) {                                                                   \
+#define FUZZ_ASSERT(c)                                                                         \
+	do {                                                                                   \
+		if (!(c)) {                                                                    \
 			fprintf(stderr, "fuzz_tgt_conn: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-			abort();                                                              \
-		}                                                                             \
+			abort();                                                               \
+		}                                                                              \
 	} while (0)
 
 #define FUZZ_MAX_INPUT	 (256 * 1024)
@@ -241,8 +241,8 @@ static void fuzz_send_all(struct fuzz_peer *pr, const uint8_t *b, size_t len, ui
 		if (len == 0 && pr->nr_pdus >= want_pdus)
 			return;
 	}
-	fprintf(stderr, "fuzz_tgt_conn: prefix: %zu bytes unsent, %llu of %llu PDUs answered\n", len,
-		(unsigned long long)pr->nr_pdus, (unsigned long long)want_pdus);
+	fprintf(stderr, "fuzz_tgt_conn: prefix: %zu bytes unsent, %llu of %llu PDUs answered\n",
+		len, (unsigned long long)pr->nr_pdus, (unsigned long long)want_pdus);
 	FUZZ_ASSERT(!"valid prefix not answered");
 }
 
@@ -511,8 +511,8 @@ int main(int argc, char **argv)
 		seed_begin(FUZZ_PHASE_ADMIN, hd, dd, 5);
 		seed_admin(1, NVME_ADMIN_IDENTIFY, 0, NVME_CNS_CTRL, 0, 4096);
 		seed_admin(2, NVME_ADMIN_IDENTIFY, 1, NVME_CNS_NS, 0, 4096);
-		seed_admin(3, NVME_ADMIN_GET_LOG_PAGE, NVME_NSID_ALL,
-			   NVME_LOG_SMART | (127u << 16), 0, 512);
+		seed_admin(3, NVME_ADMIN_GET_LOG_PAGE, NVME_NSID_ALL, NVME_LOG_SMART | (127u << 16),
+			   0, 512);
 		seed_admin(4, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_NUM_QUEUES, 0x00030003, 0);
 		seed_admin(5, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_KATO, 5000, 0);
 		seed_admin(6, NVME_ADMIN_KEEP_ALIVE, 0, 0, 0, 0);

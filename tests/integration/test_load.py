@@ -19,7 +19,6 @@ of test_target.py:
 Every case has a hard time limit. ASan's quarantine is kept small for the daemon so RSS means
 live memory; leaks are still reported by LeakSanitizer at exit (checked at the end).
 """
-import json
 import multiprocessing
 import os
 import resource
@@ -291,7 +290,7 @@ def t_out_of_fds(exe, workdir):
     """Hard RLIMIT_NOFILE of 64: connections beyond it wait in the backlog while the
     listener rests (no accept spin), and are served once fds free up."""
     if not shutil.which("prlimit"):
-        return "# SKIP prlimit not installed"
+        return "skipped: prlimit not installed"
     d = Daemon(exe, workdir, "nofile", {"subsystems": [T_MEM0_SUBSYS]}, 1,
                prefix=["prlimit", "--nofile=64:64"]).start()
     conns = []
@@ -387,13 +386,13 @@ def t_readonly(d):
 
 def t_full_fs(exe, workdir):
     if os.geteuid() != 0:
-        return "# SKIP not root: cannot mount a small tmpfs"
+        return "skipped: not root, cannot mount a small tmpfs"
     mnt = os.path.join(workdir, "full")
     os.makedirs(mnt, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        return f"# SKIP mount refused: {r.stderr.strip()}"
+        return f"skipped: mount refused: {r.stderr.strip()}"
     d = None
     try:
         img = os.path.join(mnt, "ns.img")
@@ -471,7 +470,6 @@ def t_silent_host(d):
 def mixed_host(d, idx, errors):
     """One host: admin + 3 I/O queues (spread over both loops by the round-robin accept),
     verified I/O, then one of four teardowns that cross threads."""
-    import threading  # noqa: F401 - runs in a thread of its own
     kind = idx % 4
     h = host(d)
     conns = []
