@@ -23,6 +23,7 @@
 #include "../common/le.h"
 #include "../common/log.h"
 #include "../net/stream.h"
+#include "../net/tls.h"
 #include "../proto/crc32c.h"
 #include "tls_keys.h"
 
@@ -145,9 +146,17 @@ static void tgt_creq_set_state(struct tgt_creq *r, enum tgt_creq_state to)
 static void tgt_conn_req_complete(struct tgt_req *req);
 static void tgt_conn_disconnect(struct tgt_queue *q);
 
+static const char *tgt_conn_tls_identity(struct tgt_queue *q)
+{
+	struct tgt_conn *c = container_of(q, struct tgt_conn, queue);
+
+	return tls_stream_identity(&c->stream);
+}
+
 static const struct tgt_queue_ops tgt_conn_queue_ops = {
 	.complete = tgt_conn_req_complete,
 	.disconnect = tgt_conn_disconnect,
+	.tls_identity = tgt_conn_tls_identity,
 };
 
 void tgt_conn_opts_default(struct tgt_conn_opts *o)

@@ -8,6 +8,7 @@
 
 #include "../common/le.h"
 #include "../common/log.h"
+#include "../net/tls_psk.h"
 #include "core.h"
 
 #define FABRICS_VS NVME_VS(1, 3, 0)
@@ -139,6 +140,24 @@ static void fabrics_connect_io(struct tgt_req *req, struct tgt_subsys *s,
 	fabrics_connect_done(req);
 }
 
+/* A host that authenticated with a TLS PSK may only connect as the host NQN bound into that
+ * PSK's identity, and (except to the discovery subsystem, which accepts any of the host's keys)
+ * only to the subsystem it names: otherwise host A's key would open host B's namespaces. */
+static bool fabrics_tls_identity_matches(struct tgt_queue *q, const struct tgt_subsys *s,
+					 const struct wire_connect_data *d)
+{
+	const char *id = q->ops->tls_identity ? q->ops->tls_identity(q) : NULL;
+	struct tls_psk_identity pid;
+
+	if (!id)
+		return true;
+	if (tls_psk_identity_parse((const uint8_t *)id, strlen(id), &pid) != 0)
+		return false;
+	if (strcmp(pid.hostnqn, d->hostnqn) != 0)
+		return false;
+	return s->is_discovery || strcmp(pid.subnqn, d->subnqn) == 0;
+}
+
 static void fabrics_connect(struct tgt_req *req)
 {
 	const struct wire_connect_cmd *c = (const struct wire_connect_cmd *)&req->sqe;
@@ -165,6 +184,14 @@ static void fabrics_connect(struct tgt_req *req)
 	}
 	if (!tgt_subsys_host_allowed(s, d.hostnqn)) {
 		log_info("%s: host %s not allowed on %s", q->peer_addr, d.hostnqn, s->nqn);
+		le32_put(req->cqe.dw0,
+			 NVME_CONNECT_IPO_IATTR(true, offsetof(struct wire_connect_data, hostnqn)));
+		tgt_req_complete_status(req, TGT_SPECIFIC(NVME_SC_CONNECT_INVALID_HOST), false);
+		return;
+	}
+	if (!fabrics_tls_identity_matches(q, s, &d)) {
+		log_warn("%s: TLS identity does not match Connect host %s / subsystem %s",
+			 q->peer_addr, d.hostnqn, d.subnqn);
 		le32_put(req->cqe.dw0,
 			 NVME_CONNECT_IPO_IATTR(true, offsetof(struct wire_connect_data, hostnqn)));
 		tgt_req_complete_status(req, TGT_SPECIFIC(NVME_SC_CONNECT_INVALID_HOST), false);

@@ -66,6 +66,9 @@ struct tgt_queue_ops {
 	 * controller error): close the connection; outstanding requests complete first or are
 	 * dropped by the transport. */
 	void (*disconnect)(struct tgt_queue *q);
+	/* Optional: the TLS PSK identity the host presented ("NVMe0R01 hostnqn subnqn" ...), or
+	 * NULL on a plaintext connection. Connect checks it against the NQNs in its data. */
+	const char *(*tls_identity)(struct tgt_queue *q);
 };
 
 /* One NVMe queue pair = one TCP connection. Embedded in the transport's connection. */

@@ -69,6 +69,15 @@ static void f_disconnect(struct tgt_queue *q)
 
 static const struct tgt_queue_ops f_ops = {.complete = f_complete, .disconnect = f_disconnect};
 
+/* A queue whose connection came in over TLS with this PSK identity. */
+static const char *f_tls_id;
+static const char *f_tls_identity(struct tgt_queue *q)
+{
+	return f_tls_id;
+}
+static const struct tgt_queue_ops f_tls_ops = {
+	.complete = f_complete, .disconnect = f_disconnect, .tls_identity = f_tls_identity};
+
 static void conn_init(struct fconn *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -317,8 +326,23 @@ static void test_connect_errors(void)
 		SPEC(NVME_SC_CONNECT_INVALID_PARAM));
 	TAP_CHECK_EQ(dw0(), 44u << 16);
 	TAP_CHECK(!c.q.connected && !c.q.ctrl);
-	/* The allowed host gets in. */
+	/* Over TLS, the Connect NQNs must be the ones bound into the PSK identity: host A's key
+	 * does not let it connect as host B, nor reach another subsystem. */
+	c.q.ops = &f_tls_ops;
+	f_tls_id = "NVMe0R01 " HOSTNQN " " SUBNQN;
+	TAP_CHECK_EQ(connect_ex(&c, 0, 31, 0xffff, RESTNQN, HOSTA, 0, 0, 0, 1024),
+		     SPEC(NVME_SC_CONNECT_INVALID_HOST));
+	f_tls_id = "NVMe0R01 " HOSTA " " SUBNQN;
+	TAP_CHECK_EQ(connect_ex(&c, 0, 31, 0xffff, RESTNQN, HOSTA, 0, 0, 0, 1024),
+		     SPEC(NVME_SC_CONNECT_INVALID_HOST));
+	f_tls_id = "not an identity";
+	TAP_CHECK_EQ(connect_ex(&c, 0, 31, 0xffff, RESTNQN, HOSTA, 0, 0, 0, 1024),
+		     SPEC(NVME_SC_CONNECT_INVALID_HOST));
+	TAP_CHECK(!c.q.connected);
+	f_tls_id = "NVMe0R01 " HOSTA " " RESTNQN;
+	/* The allowed host gets in (over TLS with its own identity here). */
 	TAP_CHECK_EQ(connect_ex(&c, 0, 31, 0xffff, RESTNQN, HOSTA, 0, 0, 0, 1024), 0);
+	c.q.ops = &f_ops;
 	TAP_CHECK(c.q.connected);
 	/* A second Connect on a connected queue is out of sequence. */
 	TAP_CHECK_EQ(connect_ex(&c, 0, 31, 0xffff, RESTNQN, HOSTA, 0, 0, 0, 1024),
