@@ -15,87 +15,13 @@
 #include <string.h>
 
 #include "../common/le.h"
+#include "../common/secret.h"
 #include "dhchap.h"
-
-/* ---- CRC-32 and base64 ------------------------------------------------------------------ */
 
 uint32_t dhchap_crc32(const uint8_t *buf, size_t len)
 {
-	uint32_t crc = 0xffffffffu;
-
-	/* Reflected polynomial 0xEDB88320, pre- and post-inverted: the kernel computes
-	 * ~crc32(~0, key, len) in nvme_auth_extract_key, zlib's crc32() is the same. */
-	for (size_t i = 0; i < len; i++) {
-		crc ^= buf[i];
-		for (int b = 0; b < 8; b++)
-			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
-	}
-	return ~crc;
-}
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(char ch)
-{
-	const char *p = ch ? strchr(b64_alphabet, ch) : NULL;
-
-	return p ? (int)(p - b64_alphabet) : -1;
-}
-
-/* Strict standard base64 with padding; returns decoded length or -EINVAL. */
-static int b64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
-{
-	size_t n = 0;
-
-	if (len % 4)
-		return -EINVAL;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-
-		for (int j = 0; j < 4; j++) {
-			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return -EINVAL; /* data after '=' */
-			v[j] = b64_value(in[i + j]);
-			if (v[j] < 0)
-				return -EINVAL;
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
-		if (n + 3 - (size_t)pad > cap)
-			return -EINVAL;
-		out[n++] = (uint8_t)(w >> 16);
-		if (pad < 2)
-			out[n++] = (uint8_t)(w >> 8);
-		if (pad < 1)
-			out[n++] = (uint8_t)w;
-	}
-	return (int)n;
-}
-
-static size_t b64_encode(const uint8_t *in, size_t len, char *out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t w = (uint32_t)in[i] << 16;
-
-		if (i + 1 < len)
-			w |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			w |= in[i + 2];
-		out[n++] = b64_alphabet[w >> 18 & 63];
-		out[n++] = b64_alphabet[w >> 12 & 63];
-		out[n++] = i + 1 < len ? b64_alphabet[w >> 6 & 63] : '=';
-		out[n++] = i + 2 < len ? b64_alphabet[w & 63] : '=';
-	}
-	out[n] = '\0';
-	return n;
+	/* the kernel computes ~crc32(~0, key, len) in nvme_auth_extract_key: zlib's crc32() */
+	return secret_crc32(buf, len);
 }
 
 /* ---- secrets ---------------------------------------------------------------------------- */
@@ -122,14 +48,18 @@ int dhchap_key_parse(const char *secret, struct dhchap_key *key)
 	if (end && end[1] != '\0')
 		return -EINVAL;
 	b64_len = end ? (size_t)(end - b64) : strlen(b64);
-	n = b64_decode(b64, b64_len, buf, sizeof(buf));
-	/* nvme_auth_extract_key: 32, 48 or 64 key bytes plus the CRC. */
-	if (n != 36 && n != 52 && n != 68)
+	/* nvme_auth_extract_key checks the length before the CRC: 36, 52 or 68 bytes encoded. */
+	if (b64_len != 48 && b64_len != 72 && b64_len != 92)
 		return -EINVAL;
-	n -= 4;
-	if (le32_get(buf + n) != dhchap_crc32(buf, (size_t)n)) {
+	n = secret_decode(b64, b64_len, buf, sizeof(buf));
+	if (n < 0) {
 		OPENSSL_cleanse(buf, sizeof(buf));
-		return -EBADMSG;
+		return n;
+	}
+	/* nvme_auth_extract_key: 32, 48 or 64 key bytes plus the CRC. */
+	if (n != 32 && n != 48 && n != 64) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return -EINVAL;
 	}
 	memcpy(key->key, buf, (size_t)n);
 	key->len = (uint8_t)n;
@@ -139,18 +69,18 @@ int dhchap_key_parse(const char *secret, struct dhchap_key *key)
 
 int dhchap_key_format(const struct dhchap_key *key, char *out, size_t outlen)
 {
-	uint8_t buf[DHCHAP_MAX_KEY_LEN + 4];
 	char b64[96];
 	size_t n;
+	int ret;
 
 	if (key->len != 32 && key->len != 48 && key->len != 64)
 		return -EINVAL;
 	if (key->hh >= DHCHAP_HASH_COUNT)
 		return -EINVAL;
-	memcpy(buf, key->key, key->len);
-	le32_put(buf + key->len, dhchap_crc32(key->key, key->len));
-	n = b64_encode(buf, key->len + 4u, b64);
-	OPENSSL_cleanse(buf, sizeof(buf));
+	ret = secret_encode(key->key, key->len, b64, sizeof(b64));
+	if (ret < 0)
+		return ret;
+	n = (size_t)ret;
 	if (10 + n + 2 > outlen)
 		return -ENOSPC;
 	snprintf(out, outlen, "DHHC-1:%02u:%s:", key->hh, b64);

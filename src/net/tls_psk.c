@@ -2,6 +2,7 @@
  * Layer: net. The HkdfLabel is built as RFC 8446 section 7.1 defines it (big-endian length,
  * length-prefixed "tls13 "-label and context), which is what the Linux kernel, SPDK and libnvme
  * (since its "compat" fix) compute. Key material lives on the caller's stack and is wiped. */
+#include "../common/secret.h"
 #include "tls_psk.h"
 
 #include <ctype.h>
@@ -22,19 +23,6 @@ void tls_psk_wipe(void *p, size_t len)
 
 	while (len--)
 		*b++ = 0;
-}
-
-/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32 that libnvme and the kernel use). */
-static uint32_t tls_psk_crc32(const uint8_t *p, size_t len)
-{
-	uint32_t crc = 0xffffffffu;
-
-	for (size_t i = 0; i < len; i++) {
-		crc ^= p[i];
-		for (int b = 0; b < 8; b++)
-			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
-	}
-	return ~crc;
 }
 
 size_t tls_psk_hash_len(enum tls_psk_hash h)
@@ -73,11 +61,10 @@ const char *tls_psk_parse_strerror(int err)
 
 int tls_psk_parse(const char *str, struct tls_psk_key *out)
 {
-	uint8_t raw[TLS_PSK_MAX + 4 + 3];
+	uint8_t raw[TLS_PSK_MAX];
 	const char *b64, *end;
 	size_t n, plen = strlen(TLS_PSK_PREFIX);
-	int hh, dec, pad = 0;
-	uint32_t crc;
+	int hh, dec;
 
 	memset(out, 0, sizeof(*out));
 	while (isspace((unsigned char)*str))
@@ -98,28 +85,13 @@ int tls_psk_parse(const char *str, struct tls_psk_key *out)
 	/* 36 bytes encode to 48 characters, 52 bytes to 72 */
 	if (n != 48 && n != 72)
 		return n % 4 == 0 && n > 0 && n < 4 * sizeof(raw) / 3 ? -ERANGE : -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		char ch = b64[i];
-
-		if (ch == '=' && i >= n - 2)
-			pad++;
-		else if (pad || !(isalnum((unsigned char)ch) || ch == '+' || ch == '/'))
-			return -EINVAL;
-	}
-	dec = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
+	dec = secret_decode(b64, n, raw, sizeof(raw));
 	if (dec < 0)
-		return -EINVAL;
-	dec -= pad;
-	if (dec != 36 && dec != 52) {
+		return dec;
+	n = (size_t)dec;
+	if (n != 32 && n != 48) {
 		tls_psk_wipe(raw, sizeof(raw));
 		return -ERANGE;
-	}
-	n = (size_t)dec - 4;
-	crc = (uint32_t)raw[n] | (uint32_t)raw[n + 1] << 8 | (uint32_t)raw[n + 2] << 16 |
-	      (uint32_t)raw[n + 3] << 24;
-	if (crc != tls_psk_crc32(raw, n)) {
-		tls_psk_wipe(raw, sizeof(raw));
-		return -EBADMSG;
 	}
 	if ((hh == TLS_PSK_HASH_SHA256 && n != 32) || (hh == TLS_PSK_HASH_SHA384 && n != 48)) {
 		tls_psk_wipe(raw, sizeof(raw));
@@ -134,19 +106,14 @@ int tls_psk_parse(const char *str, struct tls_psk_key *out)
 
 int tls_psk_format(const struct tls_psk_key *k, char *buf, size_t buflen)
 {
-	uint8_t raw[TLS_PSK_MAX + 4];
 	char b64[80];
-	uint32_t crc;
 	int n, len;
 
 	if (k->len != 32 && k->len != 48)
 		return -EINVAL;
-	crc = tls_psk_crc32(k->key, k->len);
-	memcpy(raw, k->key, k->len);
-	for (int i = 0; i < 4; i++)
-		raw[k->len + (size_t)i] = (uint8_t)(crc >> (8 * i));
-	n = EVP_EncodeBlock((unsigned char *)b64, raw, (int)k->len + 4);
-	tls_psk_wipe(raw, sizeof(raw));
+	n = secret_encode(k->key, k->len, b64, sizeof(b64));
+	if (n < 0)
+		return n;
 	len = snprintf(buf, buflen, "%s%02d:%.*s:", TLS_PSK_PREFIX, (int)k->hmac, n, b64);
 	tls_psk_wipe(b64, sizeof(b64));
 	return len < 0 || (size_t)len >= buflen ? -ENOSPC : len;
