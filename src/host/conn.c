@@ -5,6 +5,7 @@
  * the bytes are hot), and complete requests; nothing is allocated per command. */
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -99,12 +100,34 @@ static void host_req_try_complete(struct host_req *req)
 		cb(arg, &cpl);
 }
 
+/* Queue transitions (anything else is a bug of ours):
+ *   NEW     -> IC_WAIT  [host_conn_start]     ICReq queued
+ *   IC_WAIT -> LIVE     [host_on_icresp]      ICResp accepted
+ *   NEW, IC_WAIT, LIVE -> FAILED [host_conn_fail] bad PDU, EOF, timeout, send error
+ *   any     -> CLOSED   [host_conn_teardown]  stream gone, outstanding commands completed */
+static const bool host_conn_allowed[HOST_CONN_STATE_COUNT][HOST_CONN_STATE_COUNT] = {
+	[HOST_CONN_NEW] =
+		{[HOST_CONN_IC_WAIT] = true, [HOST_CONN_FAILED] = true, [HOST_CONN_CLOSED] = true},
+	[HOST_CONN_IC_WAIT] =
+		{[HOST_CONN_LIVE] = true, [HOST_CONN_FAILED] = true, [HOST_CONN_CLOSED] = true},
+	[HOST_CONN_LIVE] = {[HOST_CONN_FAILED] = true, [HOST_CONN_CLOSED] = true},
+	[HOST_CONN_FAILED] = {[HOST_CONN_CLOSED] = true},
+	[HOST_CONN_CLOSED] = {[HOST_CONN_CLOSED] = true},
+};
+
+static void host_conn_set_state(struct host_conn *c, enum host_conn_state to)
+{
+	assert(host_conn_allowed[c->state][to]);
+	c->state = to;
+	c->transitions++;
+}
+
 void host_conn_fail(struct host_conn *c, int err)
 {
 	if (c->state >= HOST_CONN_FAILED)
 		return;
 	c->err = err;
-	c->state = HOST_CONN_FAILED;
+	host_conn_set_state(c, HOST_CONN_FAILED);
 	if (err != -ECONNABORTED)
 		log_warn("%s: queue failed: %s", c->name, strerror(-err));
 }
@@ -130,7 +153,7 @@ static void host_conn_teardown(struct host_conn *c)
 		/* Queued sends fail here; their done callbacks drop req->sends. */
 		stream_fini(&c->stream);
 	}
-	c->state = HOST_CONN_CLOSED;
+	host_conn_set_state(c, HOST_CONN_CLOSED);
 	for (unsigned i = 0; i < c->opts.nr_slots; i++)
 		host_req_try_complete(&c->reqs[i]);
 }
@@ -380,7 +403,7 @@ static int host_on_icresp(struct host_conn *c, const struct wire_icresp *ic)
 	p.ic_done = true;
 	c->params = p;
 	stream_set_params(&c->stream, &p);
-	c->state = HOST_CONN_LIVE;
+	host_conn_set_state(c, HOST_CONN_LIVE);
 	log_debug("%s: ICResp cpda %u dgst %#x maxh2cdata %u", c->name, ic->cpda, ic->dgst,
 		  maxh2cdata);
 	return 0;
@@ -687,7 +710,7 @@ int host_conn_start(struct host_conn *c)
 	c->icreq_tx.iovcnt = 1;
 	c->icreq_tx.done = host_icreq_done;
 	c->icreq_tx.ctx = c;
-	c->state = HOST_CONN_IC_WAIT;
+	host_conn_set_state(c, HOST_CONN_IC_WAIT);
 	stream_queue(&c->stream, &c->icreq_tx);
 	return 0;
 }

@@ -72,6 +72,7 @@ struct host_req {
 
 struct host_conn {
 	enum host_conn_state state;
+	uint64_t transitions; /* state changes (statistics, tests) */
 	struct host_conn_opts opts;
 	char name[320];
 	struct stream stream;
