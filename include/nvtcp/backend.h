@@ -39,6 +39,14 @@ struct nvtcp_bio {
 	bool fua; /* WRITE, WRITE_ZEROES, DISCARD: durable when done is called */
 	nvtcp_bio_done_fn done;
 	void *priv; /* caller's */
+	/* READ only, optional zero-copy: with lend set (and lent NULL), a backend that keeps the
+	 * namespace in process memory (memory) may skip the copy into iov and point lent at its
+	 * own bytes for [offset, offset + length) before done runs; other backends copy into iov
+	 * and leave lent NULL, so iov must still be valid. Lent bytes stay owned by the backend,
+	 * readable until nvtcp_backend_close, and change under later writes or discards of the
+	 * range (a reader sees whatever is there when it copies them out). */
+	bool lend;
+	const void *lent;
 	/* private to the backend: links bios waiting for a free slot when more than the channel's
 	 * depth (256 for file/block) are in flight; no need to initialise */
 	struct nvtcp_bio *next_queued;

@@ -48,6 +48,11 @@ static int mem_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend 
 		free(mb);
 		return ret;
 	}
+	/* Huge pages where the kernel allows them (THP "madvise" mode is common): a first read of
+	 * never-written space maps the huge zero page and a first write allocates 2 MiB, one page
+	 * fault per 2 MiB instead of per 4 KiB (page faults were a third of the target's CPU in a
+	 * fresh 128K read benchmark), and fewer TLB misses on random I/O. Best effort. */
+	(void)madvise(mb->data, conf->size, MADV_HUGEPAGE);
 	mb->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	mb->base.size = conf->size;
 	mb->base.block_size = bs;
@@ -103,6 +108,10 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 
 	switch (bio->op) {
 	case NVTCP_BIO_READ:
+		if (bio->lend) {
+			bio->lent = mb->data + bio->offset;
+			break;
+		}
 		backend_buf_to_iov(bio->iov, bio->iovcnt, mb->data + bio->offset, bio->length);
 		break;
 	case NVTCP_BIO_WRITE:

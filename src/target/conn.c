@@ -243,6 +243,8 @@ static struct tgt_creq *tgt_creq_get(struct tgt_conn *c)
 	r->req.xfer = TGT_XFER_NONE;
 	r->req.iov = NULL;
 	r->req.iovcnt = 0;
+	/* a Read's C2HData may point into a memory backend when no data digest is computed */
+	r->req.lend_ok = !c->params.ddgst;
 	r->req.execute = NULL;
 	r->req.ns = NULL;
 	r->req.sub_pending = 0;
@@ -280,15 +282,17 @@ static void tgt_creq_try_free(struct tgt_creq *r)
 		tgt_creq_free(r);
 }
 
-/* Describe [off, off + len) of the request's buffer in out[] (at most max entries).
+/* Describe [off, off + len) of the request's buffer (req.iov: the pool chunks, or a Read's bytes
+ * lent by the backend) in out[] (at most max entries).
  * Returns the count, or -1 if the range needs more entries or exceeds the buffer. */
 static int tgt_creq_slice(const struct tgt_creq *r, uint32_t off, uint32_t len, struct iovec *out,
 			  int max)
 {
+	const struct iovec *iov = r->req.iov;
 	int n = 0;
 
-	for (int i = 0; i < r->nchunks && len > 0; i++) {
-		size_t il = r->iov[i].iov_len;
+	for (int i = 0; i < r->req.iovcnt && len > 0; i++) {
+		size_t il = iov[i].iov_len;
 
 		if (off >= il) {
 			off -= (uint32_t)il;
@@ -296,7 +300,7 @@ static int tgt_creq_slice(const struct tgt_creq *r, uint32_t off, uint32_t len, 
 		}
 		if (n == max)
 			return -1;
-		out[n].iov_base = (uint8_t *)r->iov[i].iov_base + off;
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
 		out[n].iov_len = MIN(il - off, (size_t)len);
 		len -= (uint32_t)out[n].iov_len;
 		off = 0;

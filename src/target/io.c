@@ -71,6 +71,12 @@ static void io_rw_done(struct nvtcp_bio *bio, int status)
 		return;
 	}
 	if (bio->op == NVTCP_BIO_READ) {
+		if (bio->lent) {
+			req->lent_iov.iov_base = (void *)bio->lent;
+			req->lent_iov.iov_len = bio->length;
+			req->iov = &req->lent_iov;
+			req->iovcnt = 1;
+		}
 		atomic_fetch_add_explicit(&st->reads, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&st->bytes_read, bio->length, memory_order_relaxed);
 	} else {
@@ -280,6 +286,7 @@ static int io_parse_rw(struct tgt_req *req, struct tgt_ns *ns, bool write)
 				 !atomic_load_explicit(&req->queue->ctrl->vwc_enabled,
 						       memory_order_relaxed));
 	req->bio.done = io_rw_done;
+	req->bio.lend = !write && req->lend_ok;
 	req->xfer = write ? TGT_XFER_TO_CTRL : TGT_XFER_FROM_CTRL;
 	req->execute = io_rw_execute;
 	return 0;

@@ -101,6 +101,12 @@ struct tgt_req {
 	void (*execute)(struct tgt_req *req); /* set by tgt_req_init */
 	struct tgt_ns *ns;		      /* I/O commands: resolved namespace */
 	struct nvtcp_bio bio;		      /* backend request for I/O commands */
+	/* transport: a Read may send the backend's own bytes instead of a copy (plain
+	 * connections: with a data digest the bytes must not change between CRC and send) */
+	bool lend_ok;
+	/* core: a Read whose backend lent its bytes (bio.lend) has req->iov pointing here, at
+	 * memory the backend owns; the transport's own buffer (if any) stays its own */
+	struct iovec lent_iov;
 	uint32_t sub_pending;		      /* core: outstanding sub-operations (DSM ranges) */
 	int sub_status;			      /* core: first error of the sub-operations */
 	struct list_head core_entry;	      /* core: pending AER list */
