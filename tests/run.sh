@@ -47,7 +47,29 @@ if [ $st = 0 ]; then
 	[ "$f" = 0 ] || failures+=("meson suites: $f case(s), see build-asan/meson-logs/testlog.txt")
 fi
 
-# 3. Format: the tree matches .clang-format.
+# 3. Scripts with TAP output: ThreadSanitizer on the multi-loop target, a short libFuzzer run of
+#    every fuzz target (NVTCP_FUZZ_SECONDS each, default 30).
+run_tap() { # name command...
+	local name=$1 out st ok bad
+	shift
+	log "$name"
+	out=$("$@" 2>"$name.log")
+	st=$?
+	printf '%s\n' "$out" | grep -E '^(not )?ok ' | tail -30
+	ok=$(printf '%s\n' "$out" | grep -cE '^ok ')
+	bad=$(printf '%s\n' "$out" | grep -cE '^not ok ')
+	if [ "$st" != 0 ] && [ "$bad" = 0 ]; then
+		bad=1
+		tail -20 "$name.log"
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	[ "$bad" = 0 ] || failures+=("$name: $bad case(s), see $name.log")
+}
+run_tap tsan bash tests/integration/tsan.sh build-tsan
+run_tap fuzz-short bash tests/fuzz/run_short.sh "${NVTCP_FUZZ_SECONDS:-30}" build-fuzz-short
+
+# 4. Format: the tree matches .clang-format.
 log "format check"
 if command -v clang-format >/dev/null; then
 	bad=$(git ls-files '*.c' '*.h' | while read -r f; do
@@ -57,7 +79,7 @@ if command -v clang-format >/dev/null; then
 	record clang-format "$([ -z "$bad" ] && echo 0 || echo 1)"
 fi
 
-# 4. Kernel interop (qemu guests in a private network namespace).
+# 5. Kernel interop (qemu guests in a private network namespace).
 if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
 	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh \
 		tests/interop/kernel-host-auth.sh tests/interop/kernel-target-auth.sh; do

@@ -18,8 +18,9 @@ BUILD=${2:-build-fuzz-short}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 
 if ! command -v clang >/dev/null 2>&1; then
-	echo "1..0 # SKIP clang not installed: no libFuzzer"
-	exit 0
+	echo "not ok 1 - clang not installed: no libFuzzer (scripts/deps.sh installs it)"
+	echo "1..1"
+	exit 1
 fi
 if [ ! -f "$BUILD/build.ninja" ]; then
 	CC=clang meson setup "$BUILD" "$ROOT" -Dfuzz=true -Db_sanitize=address,undefined \
