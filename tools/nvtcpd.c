@@ -20,9 +20,8 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 {
 	fprintf(f,
 		"usage: %s [-c CONFIG.json] [--listen ADDR:PORT]... [--cores N] [--busy-poll]\n"
-		"          [--cpu FIRST] [--max-connections N] [--log-level "
-		"error|warn|info|debug]\n"
-		"          [-h]\n"
+		"          [--cpu FIRST] [--max-connections N] [--io-timeout SECONDS]\n"
+		"          [--log-level error|warn|info|debug] [-h]\n"
 		"\n"
 		"  -c, --config FILE    JSON configuration (default: built-in, one 1 GiB memory\n"
 		"                       namespace in nqn.2024-01.io.nvtcp:mem0 on 127.0.0.1:4420\n"
@@ -37,6 +36,9 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 		"      --max-connections N\n"
 		"                       connections open at once, all queues (default %u); more\n"
 		"                       are accepted and closed at once\n"
+		"      --io-timeout S   close a connection whose PDU stays half-received, or\n"
+		"                       whose host stops reading its responses, for S seconds\n"
+		"                       (default 30)\n"
 		"  -L, --log-level L    error, warn, info (default) or debug\n"
 		"  -h, --help           this help\n",
 		argv0, NVTCP_TARGET_MAX_CONNECTIONS);
@@ -118,6 +120,7 @@ int main(int argc, char **argv)
 		{"cpu", required_argument, NULL, 'C'},
 		{"log-level", required_argument, NULL, 'L'},
 		{"max-connections", required_argument, NULL, 'M'},
+		{"io-timeout", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -169,6 +172,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			opts.max_connections = v;
+			break;
+		case 'T':
+			if (nvtcpd_parse_uint(optarg, 3600, &v) < 0 || v == 0) {
+				fprintf(stderr,
+					"nvtcpd: --io-timeout: expected 1..3600 seconds, got "
+					"\"%s\"\n",
+					optarg);
+				return 2;
+			}
+			opts.io_timeout_ms = v * 1000;
 			break;
 		case 'L':
 			if (nvtcp_target_set_log_level(optarg) < 0) {

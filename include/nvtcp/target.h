@@ -22,6 +22,9 @@ struct nvtcp_target_opts {
 	/* connections open at once (all ports, all queues); beyond it new connections are
 	 * accepted and closed at once, with a log line. 0 = NVTCP_TARGET_MAX_CONNECTIONS */
 	unsigned max_connections;
+	/* a connection whose PDU stays half-received, or whose queued sends make no progress
+	 * (the host stopped reading), for this long is closed. 0 = 30000 ms */
+	unsigned io_timeout_ms;
 };
 
 #define NVTCP_TARGET_MAX_CONNECTIONS 4096

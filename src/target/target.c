@@ -30,10 +30,11 @@ struct nvtcp_target {
 	unsigned next_thread;  /* round-robin cursor (thread 0 only) */
 	unsigned workers_left; /* worker threads still running (thread 0 only) */
 	bool tgt_ready;
-	atomic_uint live_conns;	 /* connections accepted and not yet freed (all threads) */
-	unsigned max_conns;	 /* limit on live_conns */
-	uint64_t refused;	 /* connections refused over the limit (thread 0) */
-	uint64_t refused_log_ms; /* when the last refusal was logged (thread 0) */
+	atomic_uint live_conns;		/* connections accepted and not yet freed (all threads) */
+	unsigned max_conns;		/* limit on live_conns */
+	struct tgt_conn_opts conn_opts; /* timeouts and limits of every connection */
+	uint64_t refused;		/* connections refused over the limit (thread 0) */
+	uint64_t refused_log_ms;	/* when the last refusal was logged (thread 0) */
 	struct target_listener *listeners;
 	unsigned nr_listeners;
 	/* worker start-up handshake */
@@ -155,7 +156,9 @@ static void target_adopt_fn(void *arg)
 {
 	struct target_adopt *a = arg;
 
-	tgt_conn_create(a->th, a->port, a->fd, NULL, NULL);
+	struct nvtcp_target *t = container_of(a->th->tgt, struct nvtcp_target, tgt);
+
+	tgt_conn_create(a->th, a->port, a->fd, &t->conn_opts, NULL);
 	free(a);
 }
 
@@ -193,7 +196,7 @@ static void target_accept_cb(struct loop *l, int fd, uint32_t events, void *ctx)
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		th = &t->tgt.threads[t->next_thread++ % t->tgt.nr_threads];
 		if (th->index == 0) {
-			tgt_conn_create(th, ls->port, cfd, NULL, NULL);
+			tgt_conn_create(th, ls->port, cfd, &t->conn_opts, NULL);
 			continue;
 		}
 		/* one small message per connection, not per I/O */
@@ -353,6 +356,13 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 	atomic_init(&t->stop_requested, false);
 	atomic_init(&t->live_conns, 0);
 	t->max_conns = opts->max_connections ? opts->max_connections : NVTCP_TARGET_MAX_CONNECTIONS;
+	tgt_conn_opts_default(&t->conn_opts);
+	if (opts->io_timeout_ms) {
+		t->conn_opts.idle_timeout_ms = opts->io_timeout_ms;
+		t->conn_opts.tx_stall_ms = opts->io_timeout_ms;
+		/* check often enough that the timeout is kept to within a quarter */
+		t->conn_opts.tick_ms = MIN(t->conn_opts.tick_ms, MAX(opts->io_timeout_ms / 4, 10u));
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	ret = tgt_init(&t->tgt);

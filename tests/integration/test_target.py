@@ -34,6 +34,11 @@ MEM0_SIZE = 64 << 20
 BS = 512
 
 
+# nvtcpd --io-timeout for every daemon of this suite: half-received PDUs and peers that stop
+# reading are closed after this many seconds (30 by default; shorter keeps the suite quick).
+IO_TIMEOUT_S = 8
+
+
 def read_limits():
     """The target's advertised limits, from its headers (defaults if the tree is absent)."""
     lim = {"TGT_MDTS": 7, "TGT_MAX_QUEUES": 128, "TGT_MAX_QUEUE_DEPTH": 128,
@@ -151,7 +156,8 @@ class Daemon:
             with open(path, "w") as f:
                 json.dump(cfg, f, indent=1)
             args += ["-c", path]
-        args += ["--listen", f"127.0.0.1:{self.port}", "--cores", str(self.cores)]
+        args += ["--listen", f"127.0.0.1:{self.port}", "--cores", str(self.cores),
+                 "--io-timeout", str(IO_TIMEOUT_S)]
         self.err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.err,
                                      stderr=self.err, cwd=self.workdir)
@@ -1178,8 +1184,21 @@ def t_never_reads():
     bound = (sqsize + 1) * xfer // 1024 + 64 * 1024
     check(rss1 - rss0 < bound, f"RSS grew {rss1 - rss0} KiB during the flood (bound {bound})")
     check(rss2 - rss1 < 4096, f"RSS still growing after the flood: {rss1} -> {rss2} KiB")
+    # ... and once its responses have made no progress for --io-timeout, it is closed (we must
+    # not read before that: reading is progress)
+    end = time.monotonic() + IO_TIMEOUT_S + 5
+    while time.monotonic() < end and "peer stopped reading" not in Ctx.d.stderr_text():
+        time.sleep(0.25)
+    check("peer stopped reading" in Ctx.d.stderr_text(),
+          f"the non-reading peer was not closed within {IO_TIMEOUT_S + 5} s")
+    s.settimeout(10)
+    try:
+        while s.recv(1 << 20):
+            pass
+    except (ConnectionResetError, BrokenPipeError):
+        pass
     return (f"{sent_cmds} read commands sent, then {why}; RSS "
-            f"{rss0} -> {rss1} -> {rss2} KiB")
+            f"{rss0} -> {rss1} -> {rss2} KiB; closed after the I/O timeout")
 
 
 def t_concurrent():
@@ -1328,7 +1347,7 @@ def main(argv):
         ("adversarial: DATAO gap and overlap (FES 04h)", t_datao),
         ("adversarial: DATAL beyond R2TL (FES 04h), DATAL mismatch", t_datal_beyond_r2tl),
         ("adversarial: more outstanding commands than SQSIZE", t_sq_overflow),
-        ("adversarial: a peer that never reads: bounded RSS", t_never_reads),
+        ("adversarial: a peer that never reads: bounded RSS, then closed", t_never_reads),
         ("adversarial: 20 I/O queues busy while bad peers connect", t_concurrent),
     ]
     for name, fn in cases:
