@@ -74,9 +74,11 @@ enum cli_opt {
 	"                        failing I/O (default 60; 0 = never reconnect; decimals ok)\n"     \
 	"      --reconnect-delay S  first delay between reconnect attempts, doubling up to 8x\n"   \
 	"                        (default 1)\n"                                                    \
-	"      --tls             TLS 1.3 with a pre-shared key (needs --tls-key or --tls-key-file)\n" \
-	"      --tls-key KEY     PSK \"NVMeTLSkey-1:hh:...:\" (nvme gen-tls-key); implies --tls;\n"  \
-	"                        hh 02 (48-byte key) selects TLS_AES_256_GCM_SHA384\n"            \
+	"      --tls             TLS 1.3 with a pre-shared key (needs --tls-key or "               \
+	"--tls-key-file)\n"                                                                        \
+	"      --tls-key KEY     PSK \"NVMeTLSkey-1:hh:...:\" (nvme gen-tls-key); implies "        \
+	"--tls;\n"                                                                                 \
+	"                        hh 02 (48-byte key) selects TLS_AES_256_GCM_SHA384\n"             \
 	"      --tls-key-file F  read the PSK from F (mode 0600 or 0400); implies --tls\n"         \
 	"      --tls-identity v0|v1  PSK identity form (default v0; v1 adds the PSK digest)\n"     \
 	"      --dhchap-secret S  DH-HMAC-CHAP host secret \"DHHC-1:hh:...:\" (from nvme\n"        \

@@ -21,21 +21,22 @@
 
 /* Which end this decoder/validator serves: a controller receives H2C PDUs, a host C2H. */
 enum pdu_role {
-	PDU_ROLE_CTRL, /* we are the controller (target): accept ICReq, H2CTermReq, CapsuleCmd, H2CData */
+	PDU_ROLE_CTRL, /* we are the controller (target): accept ICReq, H2CTermReq, CapsuleCmd,
+			  H2CData */
 	PDU_ROLE_HOST, /* we are the host: accept ICResp, C2HTermReq, CapsuleResp, C2HData, R2T */
 	PDU_ROLE_COUNT
 };
 
 /* Parameters negotiated by ICReq/ICResp, used to validate and build PDUs. */
 struct pdu_params {
-	bool hdgst;	     /* header digests on */
-	bool ddgst;	     /* data digests on */
-	uint8_t cpda;	     /* controller PDU data alignment (H2C data), 0's based dwords */
-	uint8_t hpda;	     /* host PDU data alignment (C2H data), 0's based dwords */
-	uint32_t maxh2cdata; /* max DATAL of one H2CData PDU */
+	bool hdgst;		/* header digests on */
+	bool ddgst;		/* data digests on */
+	uint8_t cpda;		/* controller PDU data alignment (H2C data), 0's based dwords */
+	uint8_t hpda;		/* host PDU data alignment (C2H data), 0's based dwords */
+	uint32_t maxh2cdata;	/* max DATAL of one H2CData PDU */
 	uint32_t max_incapsule; /* max in-capsule data bytes accepted in a CapsuleCmd (ctrl role) */
 	uint32_t max_c2h_data;	/* max DATAL of one C2HData the host accepts (host role; 0 = any) */
-	bool ic_done;	     /* ICReq/ICResp exchanged: before it only ICReq/ICResp is valid */
+	bool ic_done;		/* ICReq/ICResp exchanged: before it only ICReq/ICResp is valid */
 };
 
 /* A fatal transport error: what goes into the TermReq. */
@@ -69,22 +70,22 @@ uint32_t pdu_data_len(const union wire_pdu *pdu);
 /* ---- incremental decoder ---------------------------------------------------------------- */
 
 enum pdu_rx_state {
-	PDU_RX_CH,	/* gathering the 8-byte common header */
-	PDU_RX_PSH,	/* gathering the rest of the header and its digest */
-	PDU_RX_HEADER,	/* header complete and valid; waiting for pdu_rx_set_dst/discard */
-	PDU_RX_PAD,	/* skipping padding between header and data (PDO) */
-	PDU_RX_DATA,	/* payload into the destination iovec */
-	PDU_RX_DDGST,	/* gathering the 4-byte data digest */
-	PDU_RX_DONE,	/* PDU complete; next feed starts a new PDU */
-	PDU_RX_ERROR,	/* fatal error recorded in rx->err; feeding stops */
+	PDU_RX_CH,     /* gathering the 8-byte common header */
+	PDU_RX_PSH,    /* gathering the rest of the header and its digest */
+	PDU_RX_HEADER, /* header complete and valid; waiting for pdu_rx_set_dst/discard */
+	PDU_RX_PAD,    /* skipping padding between header and data (PDO) */
+	PDU_RX_DATA,   /* payload into the destination iovec */
+	PDU_RX_DDGST,  /* gathering the 4-byte data digest */
+	PDU_RX_DONE,   /* PDU complete; next feed starts a new PDU */
+	PDU_RX_ERROR,  /* fatal error recorded in rx->err; feeding stops */
 	PDU_RX_STATE_COUNT
 };
 
 enum pdu_ev {
-	PDU_EV_NONE,	/* all given bytes consumed, need more */
-	PDU_EV_HEADER,	/* header complete and valid: rx->hdr is the header; set the dst */
-	PDU_EV_PDU,	/* PDU complete (data placed, digest checked: see rx->ddgst_ok) */
-	PDU_EV_ERROR,	/* fatal: rx->err says FES/FEI; send a TermReq and close */
+	PDU_EV_NONE,   /* all given bytes consumed, need more */
+	PDU_EV_HEADER, /* header complete and valid: rx->hdr is the header; set the dst */
+	PDU_EV_PDU,    /* PDU complete (data placed, digest checked: see rx->ddgst_ok) */
+	PDU_EV_ERROR,  /* fatal: rx->err says FES/FEI; send a TermReq and close */
 	PDU_EV_COUNT
 };
 
@@ -102,16 +103,16 @@ struct pdu_rx {
 	uint32_t data_done;	  /* payload bytes placed so far */
 	struct iovec dst[PDU_RX_DST_MAX]; /* destination (borrowed from the caller) */
 	int dst_cnt;
-	int dst_idx;		/* iovec being filled */
-	size_t dst_off;		/* offset into dst[dst_idx] */
-	bool discard;		/* payload is skipped, not stored (digest still computed) */
-	uint32_t ddgst_crc;	/* running CRC over the payload */
-	uint8_t ddgst[4];	/* received data digest */
+	int dst_idx;	    /* iovec being filled */
+	size_t dst_off;	    /* offset into dst[dst_idx] */
+	bool discard;	    /* payload is skipped, not stored (digest still computed) */
+	uint32_t ddgst_crc; /* running CRC over the payload */
+	uint8_t ddgst[4];   /* received data digest */
 	uint32_t ddgst_have;
-	bool ddgst_ok;		/* valid at PDU_EV_PDU: true if no data digest or it matched */
+	bool ddgst_ok; /* valid at PDU_EV_PDU: true if no data digest or it matched */
 	struct pdu_err err;
-	uint64_t pdus;		/* PDUs completed (statistics) */
-	uint64_t transitions;	/* state changes since init (statistics) */
+	uint64_t pdus;	      /* PDUs completed (statistics) */
+	uint64_t transitions; /* state changes since init (statistics) */
 };
 
 void pdu_rx_init(struct pdu_rx *rx, enum pdu_role role, const struct pdu_params *p);
@@ -154,17 +155,16 @@ size_t pdu_build_icresp(uint8_t *buf, uint8_t cpda, bool hdgst, bool ddgst, uint
 /* TermReq: type WIRE_PDU_H2C_TERM_REQ or WIRE_PDU_C2H_TERM_REQ; copies up to 128 bytes of
  * the offending header (bad, bad_len) after the 24-byte header: buf needs PDU_TERM_REQ_MAX. */
 #define PDU_TERM_REQ_MAX (sizeof(struct wire_term_req) + WIRE_TERM_HDR_MAX)
-size_t pdu_build_term_req(uint8_t *buf, uint8_t type, const struct pdu_err *err,
-			  const uint8_t *bad, size_t bad_len);
+size_t pdu_build_term_req(uint8_t *buf, uint8_t type, const struct pdu_err *err, const uint8_t *bad,
+			  size_t bad_len);
 /* CapsuleCmd with incapsule_len bytes of in-capsule data to follow (0 for none). */
 size_t pdu_build_capsule_cmd(uint8_t *buf, const struct wire_sqe *sqe, uint32_t incapsule_len,
 			     const struct pdu_params *p);
-size_t pdu_build_capsule_resp(uint8_t *buf, const struct wire_cqe *cqe,
-			      const struct pdu_params *p);
+size_t pdu_build_capsule_resp(uint8_t *buf, const struct wire_cqe *cqe, const struct pdu_params *p);
 size_t pdu_build_h2c_data(uint8_t *buf, uint16_t cccid, uint16_t ttag, uint32_t datao,
 			  uint32_t datal, bool last, const struct pdu_params *p);
-size_t pdu_build_c2h_data(uint8_t *buf, uint16_t cccid, uint32_t datao, uint32_t datal,
-			  bool last, bool success, const struct pdu_params *p);
+size_t pdu_build_c2h_data(uint8_t *buf, uint16_t cccid, uint32_t datao, uint32_t datal, bool last,
+			  bool success, const struct pdu_params *p);
 size_t pdu_build_r2t(uint8_t *buf, uint16_t cccid, uint16_t ttag, uint32_t r2to, uint32_t r2tl,
 		     const struct pdu_params *p);
 

@@ -536,8 +536,8 @@ static int cfg_dhchap_list(struct cfg *c, json_object *obj, const char *path, co
 
 static int cfg_hosts(struct cfg *c, struct tgt_subsys *s, json_object *arr, const char *path)
 {
-	static const char *const keys[] = {"nqn",	     "dhchap_key", "dhchap_ctrl_key",
-					   "psk",	     "psk_file",   NULL};
+	static const char *const keys[] = {"nqn", "dhchap_key", "dhchap_ctrl_key",
+					   "psk", "psk_file",	NULL};
 	size_t n = json_object_array_length(arr);
 
 	for (size_t i = 0; i < n; i++) {

@@ -107,10 +107,10 @@ struct tgt_req {
 	/* core: a Read whose backend lent its bytes (bio.lend) has req->iov pointing here, at
 	 * memory the backend owns; the transport's own buffer (if any) stays its own */
 	struct iovec lent_iov;
-	uint32_t sub_pending;		      /* core: outstanding sub-operations (DSM ranges) */
-	int sub_status;			      /* core: first error of the sub-operations */
-	struct list_head core_entry;	      /* core: pending AER list */
-	void *transport;		      /* the transport's per-request state */
+	uint32_t sub_pending;	     /* core: outstanding sub-operations (DSM ranges) */
+	int sub_status;		     /* core: first error of the sub-operations */
+	struct list_head core_entry; /* core: pending AER list */
+	void *transport;	     /* the transport's per-request state */
 };
 
 /* ---- core API used by the transport ----------------------------------------------------- */
@@ -156,8 +156,8 @@ struct tls_psk_key;
 
 struct tgt_host {
 	char nqn[NVME_NQN_MAX];
-	char *dhchap_key;      /* optional, for later */
-	char *dhchap_ctrl_key; /* optional */
+	char *dhchap_key;	     /* optional, for later */
+	char *dhchap_ctrl_key;	     /* optional */
 	struct tls_psk_key *tls_psk; /* optional TLS PSK ("psk"/"psk_file"), tls_keys.c owns it */
 	struct list_head entry;
 };
