@@ -25,10 +25,10 @@
 
 #include "../proto/pdu.h"
 
-#define STREAM_RING_DEFAULT  (64 * 1024)
-#define STREAM_DIRECT_MIN    4096 /* payload left above this is read straight into place */
-#define STREAM_TX_IOV_MAX    (PDU_RX_DST_MAX + 2) /* header + data pieces + digest */
-#define STREAM_WRITEV_MAX    64	/* iovecs gathered into one sendmsg */
+#define STREAM_RING_DEFAULT (256 * 1024)
+#define STREAM_DIRECT_MIN   4096 /* payload left above this is read straight into place */
+#define STREAM_TX_IOV_MAX   (PDU_RX_DST_MAX + 2) /* header + data pieces + digest */
+#define STREAM_WRITEV_MAX   64			 /* iovecs gathered into one sendmsg */
 
 struct stream;
 
@@ -85,7 +85,7 @@ struct stream {
 	struct pdu_rx rx;
 	const struct stream_cbs *cbs;
 	void *ctx;
-	uint8_t *ring;	 /* receive ring (owned by the stream) */
+	uint8_t *ring; /* receive ring (owned by the stream) */
 	size_t ring_size;
 	size_t ring_head; /* first unconsumed byte */
 	size_t ring_tail; /* one past the last received byte */
