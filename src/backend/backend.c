@@ -24,17 +24,6 @@ static const char *const backend_type_names[NVTCP_BACKEND_TYPE_COUNT] = {
 	[NVTCP_BACKEND_NULL] = "null",
 };
 
-void backend_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void backend_iov_zero(const struct iovec *iov, int iovcnt, uint64_t len)
 {
 	for (int i = 0; i < iovcnt && len; i++) {
@@ -111,22 +100,21 @@ NVTCP_EXPORT int nvtcp_backend_open(const struct nvtcp_backend_conf *conf,
 	struct nvtcp_backend *be = NULL;
 	int ret;
 
-	backend_set_err(err, errlen, "%s", "");
+	errbuf_set(err, errlen, "%s", "");
 	if (!conf || !out) {
-		backend_set_err(err, errlen, "no configuration");
+		errbuf_set(err, errlen, "no configuration");
 		return -EINVAL;
 	}
 	if ((unsigned)conf->type >= NVTCP_BACKEND_TYPE_COUNT) {
-		backend_set_err(err, errlen, "unknown backend type %d", (int)conf->type);
+		errbuf_set(err, errlen, "unknown backend type %d", (int)conf->type);
 		return -EINVAL;
 	}
 	/* NVMe LBADS allows any power of two >= 512; we cap at 64 KiB like Linux's page-size
 	 * limit on logical blocks. */
 	if (conf->block_size && (conf->block_size < 512 || conf->block_size > 65536 ||
 				 (conf->block_size & (conf->block_size - 1)))) {
-		backend_set_err(err, errlen,
-				"block size %u: must be a power of two from 512 to 65536",
-				conf->block_size);
+		errbuf_set(err, errlen, "block size %u: must be a power of two from 512 to 65536",
+			   conf->block_size);
 		return -EINVAL;
 	}
 	ret = backend_ops_by_type[conf->type]->open(conf, &be, err, errlen);

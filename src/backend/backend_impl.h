@@ -11,6 +11,7 @@
 
 #include "nvtcp/backend.h"
 #include "../common/compiler.h"
+#include "../common/errbuf.h"
 
 struct backend_ops {
 	/* Open the type's backend from an already validated conf (block_size 0 or a power of two).
@@ -63,7 +64,7 @@ void backend_iov_zero(const struct iovec *iov, int iovcnt, uint64_t len);
 /* Copy len bytes between a flat buffer and an iovec array. */
 void backend_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, uint64_t len);
 void backend_buf_to_iov(const struct iovec *iov, int iovcnt, const void *src, uint64_t len);
-void backend_set_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_FMT(3, 4);
+
 /* Fill the base fields every type shares (ops by conf->type, type, readonly, injection off). */
 void backend_base_init(struct nvtcp_backend *be, const struct nvtcp_backend_conf *conf);
 

@@ -29,10 +29,10 @@ static int mem_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend 
 	struct mem_backend *mb;
 
 	if (!conf->size || conf->size % bs || conf->size > SIZE_MAX / 2) {
-		backend_set_err(err, errlen,
-				"memory backend: size %llu must be a non-zero multiple "
-				"of the block size %u",
-				(unsigned long long)conf->size, bs);
+		errbuf_set(err, errlen,
+			   "memory backend: size %llu must be a non-zero multiple "
+			   "of the block size %u",
+			   (unsigned long long)conf->size, bs);
 		return -EINVAL;
 	}
 	mb = calloc(1, sizeof(*mb));
@@ -43,8 +43,8 @@ static int mem_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend 
 	if (mb->data == MAP_FAILED) {
 		int ret = -errno;
 
-		backend_set_err(err, errlen, "memory backend: mmap %llu bytes: %s",
-				(unsigned long long)conf->size, strerror(-ret));
+		errbuf_set(err, errlen, "memory backend: mmap %llu bytes: %s",
+			   (unsigned long long)conf->size, strerror(-ret));
 		free(mb);
 		return ret;
 	}

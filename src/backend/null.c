@@ -12,10 +12,10 @@ static int null_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend
 	struct nvtcp_backend *be;
 
 	if (!conf->size || conf->size % bs) {
-		backend_set_err(err, errlen,
-				"null backend: size %llu must be a non-zero multiple "
-				"of the block size %u",
-				(unsigned long long)conf->size, bs);
+		errbuf_set(err, errlen,
+			   "null backend: size %llu must be a non-zero multiple "
+			   "of the block size %u",
+			   (unsigned long long)conf->size, bs);
 		return -EINVAL;
 	}
 	be = calloc(1, sizeof(*be));

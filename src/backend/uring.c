@@ -105,28 +105,28 @@ static int uring_size_up(struct uring_backend *ub, const struct nvtcp_backend_co
 		int ssz = 0;
 
 		if (conf->type != NVTCP_BACKEND_BLOCK) {
-			backend_set_err(err, errlen, "%s is a block device: use type \"block\"",
-					conf->path);
+			errbuf_set(err, errlen, "%s is a block device: use type \"block\"",
+				   conf->path);
 			return -EINVAL;
 		}
 		if (ioctl(ub->fd, BLKGETSIZE64, &have) < 0 || ioctl(ub->fd, BLKSSZGET, &ssz) < 0) {
 			int ret = -errno;
 
-			backend_set_err(err, errlen, "%s: cannot read device size: %s", conf->path,
-					strerror(-ret));
+			errbuf_set(err, errlen, "%s: cannot read device size: %s", conf->path,
+				   strerror(-ret));
 			return ret;
 		}
 		logical = (uint32_t)ssz;
 	} else if (S_ISREG(st.st_mode)) {
 		if (conf->type == NVTCP_BACKEND_BLOCK && !(flags & URING_OPEN_ANY_FILE)) {
-			backend_set_err(err, errlen, "%s is not a block device: use type \"file\"",
-					conf->path);
+			errbuf_set(err, errlen, "%s is not a block device: use type \"file\"",
+				   conf->path);
 			return -EINVAL;
 		}
 		have = (uint64_t)st.st_size;
 	} else if (!(flags & URING_OPEN_ANY_FILE) || !conf->size) {
-		backend_set_err(err, errlen, "%s is neither a regular file nor a block device",
-				conf->path);
+		errbuf_set(err, errlen, "%s is neither a regular file nor a block device",
+			   conf->path);
 		return -EINVAL;
 	}
 
@@ -134,39 +134,38 @@ static int uring_size_up(struct uring_backend *ub, const struct nvtcp_backend_co
 		uring_dio_align(ub, logical);
 	bs = conf->block_size ? conf->block_size : MAX(512u, ub->direct ? ub->len_align : logical);
 	if (bs < logical || (ub->direct && bs % ub->len_align)) {
-		backend_set_err(err, errlen, "%s: block size %u is below the device's %u",
-				conf->path, bs, ub->direct ? ub->len_align : logical);
+		errbuf_set(err, errlen, "%s: block size %u is below the device's %u", conf->path,
+			   bs, ub->direct ? ub->len_align : logical);
 		return -EINVAL;
 	}
 
 	size = conf->size ? conf->size : have;
 	if (size > have && S_ISBLK(st.st_mode)) {
-		backend_set_err(err, errlen, "%s: size %llu exceeds the device's %llu", conf->path,
-				(unsigned long long)size, (unsigned long long)have);
+		errbuf_set(err, errlen, "%s: size %llu exceeds the device's %llu", conf->path,
+			   (unsigned long long)size, (unsigned long long)have);
 		return -EINVAL;
 	}
 	if (size > have && S_ISREG(st.st_mode)) {
 		if (conf->readonly) {
-			backend_set_err(err, errlen,
-					"%s: read-only file is %llu bytes, below size "
-					"%llu",
-					conf->path, (unsigned long long)have,
-					(unsigned long long)size);
+			errbuf_set(err, errlen,
+				   "%s: read-only file is %llu bytes, below size "
+				   "%llu",
+				   conf->path, (unsigned long long)have, (unsigned long long)size);
 			return -EINVAL;
 		}
 		/* Sparse extension: costs nothing until written. */
 		if (ftruncate(ub->fd, (off_t)size) < 0) {
 			int ret = -errno;
 
-			backend_set_err(err, errlen, "%s: extend to %llu bytes: %s", conf->path,
-					(unsigned long long)size, strerror(-ret));
+			errbuf_set(err, errlen, "%s: extend to %llu bytes: %s", conf->path,
+				   (unsigned long long)size, strerror(-ret));
 			return ret;
 		}
 	}
 	/* A tail smaller than a block cannot be addressed. */
 	size -= size % bs;
 	if (!size) {
-		backend_set_err(err, errlen, "%s: empty; give a size to create it", conf->path);
+		errbuf_set(err, errlen, "%s: empty; give a size to create it", conf->path);
 		return -EINVAL;
 	}
 	ub->base.size = size;
@@ -182,8 +181,8 @@ int uring_backend_open(const struct nvtcp_backend_conf *conf, unsigned flags,
 	int oflags, ret;
 
 	if (!conf->path || !conf->path[0]) {
-		backend_set_err(err, errlen, "%s backend needs a path",
-				nvtcp_backend_type_name(conf->type));
+		errbuf_set(err, errlen, "%s backend needs a path",
+			   nvtcp_backend_type_name(conf->type));
 		return -EINVAL;
 	}
 	ub = calloc(1, sizeof(*ub));
@@ -199,13 +198,13 @@ int uring_backend_open(const struct nvtcp_backend_conf *conf, unsigned flags,
 	ub->fd = open(conf->path, oflags, 0644);
 	if (ub->fd < 0) {
 		ret = -errno;
-		backend_set_err(err, errlen, "%s: open: %s", conf->path, strerror(-ret));
+		errbuf_set(err, errlen, "%s: open: %s", conf->path, strerror(-ret));
 		goto err_free;
 	}
 	ret = uring_size_up(ub, conf, flags, err, errlen);
 	if (ret < 0) {
 		if (err && !err[0])
-			backend_set_err(err, errlen, "%s: %s", conf->path, strerror(-ret));
+			errbuf_set(err, errlen, "%s: %s", conf->path, strerror(-ret));
 		goto err_close;
 	}
 	atomic_init(&ub->no_punch_hole, false);

@@ -17,6 +17,7 @@
 #include "../common/compiler.h"
 #include "../common/le.h"
 #include "../common/log.h"
+#include "../common/errbuf.h"
 #include "../proto/nvme.h"
 
 #define HOST_AUTH_AL	    4096 /* Receive allocation length, as the Linux host (CHAP_BUF_SIZE) */
@@ -43,18 +44,6 @@ struct host_auth {
 	unsigned nr_slots;
 	struct host_auth_slot *slots; /* nr_slots, indexed by qid */
 };
-
-static void host_auth_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_FMT(3, 4);
-static void host_auth_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static const char *host_auth_reason_str(uint8_t why)
 {
@@ -130,16 +119,16 @@ int host_auth_create(const struct nvtcp_ctrl_opts *opts, const char *hostnqn, co
 	*out = NULL;
 	if (!opts->dhchap_secret || !*opts->dhchap_secret) {
 		if (opts->dhchap_ctrl_secret && *opts->dhchap_ctrl_secret) {
-			host_auth_err(err, errlen,
-				      "a DH-HMAC-CHAP controller secret needs a host secret too "
-				      "(--dhchap-secret)");
+			errbuf_set(err, errlen,
+				   "a DH-HMAC-CHAP controller secret needs a host secret too "
+				   "(--dhchap-secret)");
 			return -EINVAL;
 		}
 		return 0;
 	}
 	if (strlen(hostnqn) >= DHCHAP_NQN_MAX || strlen(subnqn) >= DHCHAP_NQN_MAX) {
-		host_auth_err(err, errlen, "DH-HMAC-CHAP: NQN longer than %d characters",
-			      DHCHAP_NQN_MAX - 1);
+		errbuf_set(err, errlen, "DH-HMAC-CHAP: NQN longer than %d characters",
+			   DHCHAP_NQN_MAX - 1);
 		return -EINVAL;
 	}
 	a = calloc(1, sizeof(*a));
@@ -157,16 +146,15 @@ int host_auth_create(const struct nvtcp_ctrl_opts *opts, const char *hostnqn, co
 	a->params.subnqn = a->subnqn;
 	r = dhchap_key_parse(opts->dhchap_secret, &a->host_key);
 	if (r < 0) {
-		host_auth_err(err, errlen, "DH-HMAC-CHAP host secret: %s",
-			      host_auth_key_strerror(r));
+		errbuf_set(err, errlen, "DH-HMAC-CHAP host secret: %s", host_auth_key_strerror(r));
 		goto err_free;
 	}
 	a->params.host_key = &a->host_key;
 	if (opts->dhchap_ctrl_secret && *opts->dhchap_ctrl_secret) {
 		r = dhchap_key_parse(opts->dhchap_ctrl_secret, &a->ctrl_key);
 		if (r < 0) {
-			host_auth_err(err, errlen, "DH-HMAC-CHAP controller secret: %s",
-				      host_auth_key_strerror(r));
+			errbuf_set(err, errlen, "DH-HMAC-CHAP controller secret: %s",
+				   host_auth_key_strerror(r));
 			goto err_free;
 		}
 		a->params.ctrl_key = &a->ctrl_key;
@@ -174,20 +162,20 @@ int host_auth_create(const struct nvtcp_ctrl_opts *opts, const char *hostnqn, co
 	r = host_auth_parse_list(opts->dhchap_hashes, dhchap_hash_from_name, a->params.hashes,
 				 &a->params.nr_hashes, DHCHAP_HASH_COUNT, &bad);
 	if (r < 0) {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP hashes: bad entry at \"%s\" (use sha256, sha384, "
-			      "sha512, comma-separated)",
-			      bad);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP hashes: bad entry at \"%s\" (use sha256, sha384, "
+			   "sha512, comma-separated)",
+			   bad);
 		goto err_free;
 	}
 	r = host_auth_parse_list(opts->dhchap_dhgroups, dhchap_dhgroup_from_name,
 				 a->params.dhgroups, &a->params.nr_dhgroups, DHCHAP_DHGROUP_COUNT,
 				 &bad);
 	if (r < 0) {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP DH groups: bad entry at \"%s\" (use null, ffdhe2048 .. "
-			      "ffdhe8192, comma-separated)",
-			      bad);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP DH groups: bad entry at \"%s\" (use null, ffdhe2048 .. "
+			   "ffdhe8192, comma-separated)",
+			   bad);
 		goto err_free;
 	}
 	atomic_init(&a->tid, 1);
@@ -244,7 +232,7 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 	int r = 0;
 
 	if (qid >= a->nr_slots) {
-		host_auth_err(err, errlen, "queue %u: no authentication slot", qid);
+		errbuf_set(err, errlen, "queue %u: no authentication slot", qid);
 		return -EINVAL;
 	}
 	slot = &a->slots[qid];
@@ -253,8 +241,8 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 	tid = (uint16_t)atomic_fetch_add(&a->tid, 1);
 	r = dhchap_host_init(h, &a->params, tid);
 	if (r < 0) {
-		host_auth_err(err, errlen, "queue %u: DH-HMAC-CHAP setup failed: %s", qid,
-			      strerror(-r));
+		errbuf_set(err, errlen, "queue %u: DH-HMAC-CHAP setup failed: %s", qid,
+			   strerror(-r));
 		return r;
 	}
 	for (unsigned step = 0; !dhchap_host_finished(h); step++) {
@@ -268,9 +256,9 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 			int n = dhchap_host_send(h, slot->buf, sizeof(slot->buf));
 
 			if (n < 0) {
-				host_auth_err(err, errlen,
-					      "queue %u: DH-HMAC-CHAP message build failed: %s",
-					      qid, strerror(-n));
+				errbuf_set(err, errlen,
+					   "queue %u: DH-HMAC-CHAP message build failed: %s", qid,
+					   strerror(-n));
 				r = n;
 				goto out;
 			}
@@ -292,20 +280,19 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 			goto out;
 		}
 		if (r > 0) {
-			host_auth_err(
-				err, errlen,
-				"DH-HMAC-CHAP authentication failed on queue %u: the controller "
-				"failed Authentication %s: %s",
-				qid, send ? "Send" : "Receive", nvtcp_status_str((uint16_t)r));
+			errbuf_set(err, errlen,
+				   "DH-HMAC-CHAP authentication failed on queue %u: the controller "
+				   "failed Authentication %s: %s",
+				   qid, send ? "Send" : "Receive", nvtcp_status_str((uint16_t)r));
 			r = -EPROTO;
 			goto out;
 		}
 		if (r < 0) {
-			host_auth_err(err, errlen,
-				      "DH-HMAC-CHAP authentication failed on queue %u: %s during "
-				      "Authentication %s (a controller that refuses the key may "
-				      "also just close the connection)",
-				      qid, strerror(-r), send ? "Send" : "Receive");
+			errbuf_set(err, errlen,
+				   "DH-HMAC-CHAP authentication failed on queue %u: %s during "
+				   "Authentication %s (a controller that refuses the key may "
+				   "also just close the connection)",
+				   qid, strerror(-r), send ? "Send" : "Receive");
 			goto out;
 		}
 	}
@@ -318,29 +305,29 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 			a->params.ctrl_key ? ", controller authenticated" : "");
 		r = 0;
 	} else if (h->peer_failure && h->status != AUTH_FAIL_FAILED) {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP authentication failed: controller refused the exchange "
-			      "(reason %#x: %s) on queue %u; check --dhchap-hash/--dhchap-dhgroup",
-			      h->status, host_auth_reason_str(h->status), qid);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP authentication failed: controller refused the exchange "
+			   "(reason %#x: %s) on queue %u; check --dhchap-hash/--dhchap-dhgroup",
+			   h->status, host_auth_reason_str(h->status), qid);
 		r = -EKEYREJECTED;
 	} else if (h->peer_failure) {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP authentication failed: controller rejected our key "
-			      "(reason %#x: %s) on queue %u; check --dhchap-secret and --hostnqn",
-			      h->status, host_auth_reason_str(h->status), qid);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP authentication failed: controller rejected our key "
+			   "(reason %#x: %s) on queue %u; check --dhchap-secret and --hostnqn",
+			   h->status, host_auth_reason_str(h->status), qid);
 		r = -EKEYREJECTED;
 	} else if (ctrl_mismatch) {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP authentication failed: controller failed to "
-			      "authenticate itself (its response does not match "
-			      "--dhchap-ctrl-secret) on queue %u",
-			      qid);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP authentication failed: controller failed to "
+			   "authenticate itself (its response does not match "
+			   "--dhchap-ctrl-secret) on queue %u",
+			   qid);
 		r = -EKEYREJECTED;
 	} else {
-		host_auth_err(err, errlen,
-			      "DH-HMAC-CHAP authentication failed on queue %u: %s (reason %#x: %s)",
-			      qid, r == -EPROTO ? "too many messages" : "protocol error", h->status,
-			      host_auth_reason_str(h->status));
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP authentication failed on queue %u: %s (reason %#x: %s)",
+			   qid, r == -EPROTO ? "too many messages" : "protocol error", h->status,
+			   host_auth_reason_str(h->status));
 		r = -EPROTO;
 	}
 out:
@@ -355,19 +342,19 @@ int host_auth_queue_connected(struct host_auth *a, struct host_conn *conn, uint1
 	int r;
 
 	if (connect_dw0 & HOST_AUTH_ASCR) {
-		host_auth_err(err, errlen,
-			      "queue %u: the controller requires secure channel concatenation "
-			      "(AUTHREQ.ASCR), which nvtcp does not support",
-			      qid);
+		errbuf_set(err, errlen,
+			   "queue %u: the controller requires secure channel concatenation "
+			   "(AUTHREQ.ASCR), which nvtcp does not support",
+			   qid);
 		return -EOPNOTSUPP;
 	}
 	if (!a) {
 		if (!required)
 			return 0;
-		host_auth_err(err, errlen,
-			      "queue %u: the controller requires DH-HMAC-CHAP authentication: give "
-			      "the host secret (--dhchap-secret or --dhchap-secret-file)",
-			      qid);
+		errbuf_set(err, errlen,
+			   "queue %u: the controller requires DH-HMAC-CHAP authentication: give "
+			   "the host secret (--dhchap-secret or --dhchap-secret-file)",
+			   qid);
 		return -EACCES;
 	}
 	/* The discovery controller is never authenticated unless it asks. */
@@ -377,12 +364,11 @@ int host_auth_queue_connected(struct host_auth *a, struct host_conn *conn, uint1
 	if (r != -EOPNOTSUPP)
 		return r;
 	if (a->params.ctrl_key) {
-		host_auth_err(
-			err, errlen,
-			"DH-HMAC-CHAP authentication failed: controller failed to authenticate "
-			"itself (it does not do in-band authentication, but "
-			"--dhchap-ctrl-secret was given) on queue %u",
-			qid);
+		errbuf_set(err, errlen,
+			   "DH-HMAC-CHAP authentication failed: controller failed to authenticate "
+			   "itself (it does not do in-band authentication, but "
+			   "--dhchap-ctrl-secret was given) on queue %u",
+			   qid);
 		return -EKEYREJECTED;
 	}
 	log_info("%s: the controller does not use DH-HMAC-CHAP: continuing without it", conn->name);
@@ -393,7 +379,7 @@ int host_auth_run(struct host_auth *a, struct host_conn *conn, uint16_t qid, int
 		  char *err, size_t errlen)
 {
 	if (!a) {
-		host_auth_err(err, errlen, "no DH-HMAC-CHAP secret configured");
+		errbuf_set(err, errlen, "no DH-HMAC-CHAP secret configured");
 		return -EINVAL;
 	}
 	return host_auth_transaction(a, conn, qid, timeout_ms, false, err, errlen);

@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "../common/le.h"
 #include "../common/log.h"
+#include "../common/errbuf.h"
 #include "../proto/nvme.h"
 #include "../net/tls.h"
 
@@ -88,18 +89,6 @@ struct nvtcp_ctrl {
 	uint64_t loss_deadline_ms, next_attempt_ms;
 	uint64_t reconnects;
 };
-
-static void ctrl_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_FMT(3, 4);
-static void ctrl_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t ctrl_now_coarse_ms(void)
 {
@@ -291,16 +280,16 @@ NVTCP_EXPORT int nvtcp_ctrl_reauthenticate(struct nvtcp_ctrl *ctrl, char *err, s
 		errlen = sizeof(buf);
 	}
 	if (!ctrl->auth) {
-		ctrl_err(err, errlen, "no DH-HMAC-CHAP secret configured");
+		errbuf_set(err, errlen, "no DH-HMAC-CHAP secret configured");
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&ctrl->admin_lock);
 	gen = atomic_load(&ctrl->gen);
 	if (!ctrl->admin || atomic_load(&ctrl->state) != CTRL_LIVE ||
 	    host_conn_is_failed(ctrl->admin)) {
-		ctrl_err(err, errlen,
-			 "the admin queue is not connected (queues authenticate again when "
-			 "they reconnect)");
+		errbuf_set(err, errlen,
+			   "the admin queue is not connected (queues authenticate again when "
+			   "they reconnect)");
 		r = -ENOTCONN;
 	} else {
 		r = host_auth_run(ctrl->auth, ctrl->admin, 0, ctrl->timeout_ms, err, errlen);
@@ -441,15 +430,15 @@ static int ctrl_tls_start(struct nvtcp_ctrl *ctrl, struct host_conn *conn, int v
 	if (r == 0)
 		r = tls_handshake_sync(&conn->stream, ctrl->timeout_ms);
 	if (r == -EACCES)
-		ctrl_err(err, errlen,
-			 "%s:%s refused the TLS PSK (wrong key, or no key for host %s there)",
-			 ctrl->traddr, ctrl->trsvcid, ctrl->info.hostnqn);
+		errbuf_set(err, errlen,
+			   "%s:%s refused the TLS PSK (wrong key, or no key for host %s there)",
+			   ctrl->traddr, ctrl->trsvcid, ctrl->info.hostnqn);
 	else if (r == -ECONNREFUSED)
-		ctrl_err(err, errlen, "%s:%s does not speak TLS (a port without \"secure\"?)",
-			 ctrl->traddr, ctrl->trsvcid);
+		errbuf_set(err, errlen, "%s:%s does not speak TLS (a port without \"secure\"?)",
+			   ctrl->traddr, ctrl->trsvcid);
 	else if (r < 0)
-		ctrl_err(err, errlen, "TLS handshake with %s:%s failed: %s", ctrl->traddr,
-			 ctrl->trsvcid, strerror(-r));
+		errbuf_set(err, errlen, "TLS handshake with %s:%s failed: %s", ctrl->traddr,
+			   ctrl->trsvcid, strerror(-r));
 	return r;
 }
 
@@ -482,7 +471,7 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 		return fd;
 	r = host_conn_open(fd, &co, &conn);
 	if (r < 0) {
-		ctrl_err(err, errlen, "queue %u: %s", qid, strerror(-r));
+		errbuf_set(err, errlen, "queue %u: %s", qid, strerror(-r));
 		return r;
 	}
 	if (opts->tls) {
@@ -493,20 +482,20 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 	r = host_conn_connect(conn, ctrl->timeout_ms);
 	if (r < 0) {
 		if (r == -ETIMEDOUT)
-			ctrl_err(err, errlen,
-				 "%s:%s accepted TCP but sent no ICResp within %d ms: is it an "
-				 "NVMe/TCP target?",
-				 ctrl->traddr, ctrl->trsvcid, ctrl->timeout_ms);
+			errbuf_set(err, errlen,
+				   "%s:%s accepted TCP but sent no ICResp within %d ms: is it an "
+				   "NVMe/TCP target?",
+				   ctrl->traddr, ctrl->trsvcid, ctrl->timeout_ms);
 		else if (r == -EPROTO)
-			ctrl_err(err, errlen,
-				 "%s:%s sent an invalid ICResp (see the log above); try without "
-				 "--hdr-digest/--data-digest",
-				 ctrl->traddr, ctrl->trsvcid);
+			errbuf_set(err, errlen,
+				   "%s:%s sent an invalid ICResp (see the log above); try without "
+				   "--hdr-digest/--data-digest",
+				   ctrl->traddr, ctrl->trsvcid);
 		else
-			ctrl_err(err, errlen,
-				 "%s:%s closed the connection during ICReq/ICResp (%s): is it an "
-				 "NVMe/TCP target, and does it support the digests asked for?",
-				 ctrl->traddr, ctrl->trsvcid, strerror(-r));
+			errbuf_set(err, errlen,
+				   "%s:%s closed the connection during ICReq/ICResp (%s): is it an "
+				   "NVMe/TCP target, and does it support the digests asked for?",
+				   ctrl->traddr, ctrl->trsvcid, strerror(-r));
 		goto err_close;
 	}
 
@@ -523,12 +512,12 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 	memcpy(data.hostnqn, ctrl->info.hostnqn, strnlen(ctrl->info.hostnqn, NVME_NQN_MAX - 1));
 	r = host_conn_exec(conn, &sqe, &data, sizeof(data), true, ctrl->timeout_ms, &cpl);
 	if (r < 0) {
-		ctrl_err(err, errlen, "queue %u: Connect failed: %s", qid, strerror(-r));
+		errbuf_set(err, errlen, "queue %u: Connect failed: %s", qid, strerror(-r));
 		goto err_close;
 	}
 	if (r > 0) {
-		ctrl_err(err, errlen, "queue %u: Connect to %s rejected: %s", qid,
-			 ctrl->info.subnqn, ctrl_connect_status_str((uint16_t)r));
+		errbuf_set(err, errlen, "queue %u: Connect to %s rejected: %s", qid,
+			   ctrl->info.subnqn, ctrl_connect_status_str((uint16_t)r));
 		r = -ECONNREFUSED;
 		goto err_close;
 	}
@@ -559,8 +548,8 @@ static int ctrl_enable(struct nvtcp_ctrl *ctrl, char *err, size_t errlen)
 	if (r == 0)
 		r = ctrl_prop_get(ctrl->admin, NVME_REG_VS, false, ctrl->timeout_ms, &vs);
 	if (r) {
-		ctrl_err(err, errlen, "Property Get CAP/VS failed: %s",
-			 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+		errbuf_set(err, errlen, "Property Get CAP/VS failed: %s",
+			   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 		return r < 0 ? r : -EIO;
 	}
 	ctrl->info.cap = cap;
@@ -570,8 +559,8 @@ static int ctrl_enable(struct nvtcp_ctrl *ctrl, char *err, size_t errlen)
 		   (mpsmin << NVME_CC_MPS_SHIFT);
 	r = ctrl_prop_set(ctrl->admin, NVME_REG_CC, ctrl->cc, ctrl->timeout_ms);
 	if (r) {
-		ctrl_err(err, errlen, "Property Set CC.EN failed: %s",
-			 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+		errbuf_set(err, errlen, "Property Set CC.EN failed: %s",
+			   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 		return r < 0 ? r : -EIO;
 	}
 	/* CAP.TO is in 500 ms units. */
@@ -579,19 +568,20 @@ static int ctrl_enable(struct nvtcp_ctrl *ctrl, char *err, size_t errlen)
 	for (;;) {
 		r = ctrl_prop_get(ctrl->admin, NVME_REG_CSTS, false, ctrl->timeout_ms, &csts);
 		if (r) {
-			ctrl_err(err, errlen, "Property Get CSTS failed: %s",
-				 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+			errbuf_set(err, errlen, "Property Get CSTS failed: %s",
+				   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 			return r < 0 ? r : -EIO;
 		}
 		if (csts & NVME_CSTS_CFS) {
-			ctrl_err(err, errlen, "controller fatal status (CSTS.CFS) while enabling");
+			errbuf_set(err, errlen,
+				   "controller fatal status (CSTS.CFS) while enabling");
 			return -EIO;
 		}
 		if (csts & NVME_CSTS_RDY)
 			return 0;
 		if (host_now_ms() >= deadline) {
-			ctrl_err(err, errlen, "controller not ready within CAP.TO (%u ms)",
-				 (unsigned)((cap >> NVME_CAP_TO_SHIFT) & 0xff) * 500u);
+			errbuf_set(err, errlen, "controller not ready within CAP.TO (%u ms)",
+				   (unsigned)((cap >> NVME_CAP_TO_SHIFT) & 0xff) * 500u);
 			return -ETIMEDOUT;
 		}
 		ctrl_sleep_ms(10);
@@ -610,8 +600,8 @@ static int ctrl_identify_setup(struct nvtcp_ctrl *ctrl, char *err, size_t errlen
 	le32_put(sqe.cdw10, NVME_CNS_CTRL);
 	r = host_conn_exec(ctrl->admin, &sqe, id, sizeof(*id), false, ctrl->timeout_ms, NULL);
 	if (r) {
-		ctrl_err(err, errlen, "Identify Controller failed: %s",
-			 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+		errbuf_set(err, errlen, "Identify Controller failed: %s",
+			   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 		free(id);
 		return r < 0 ? r : -EIO;
 	}
@@ -640,8 +630,8 @@ static int ctrl_set_nr_queues(struct nvtcp_ctrl *ctrl, unsigned want, unsigned *
 	le32_put(sqe.cdw11, n | n << 16);
 	r = host_conn_exec(ctrl->admin, &sqe, NULL, 0, false, ctrl->timeout_ms, &cpl);
 	if (r) {
-		ctrl_err(err, errlen, "Set Features Number of Queues failed: %s",
-			 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+		errbuf_set(err, errlen, "Set Features Number of Queues failed: %s",
+			   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 		return r < 0 ? r : -EIO;
 	}
 	*granted = MIN(want, MIN((cpl.dw0 & 0xffff) + 1, (cpl.dw0 >> 16) + 1));
@@ -676,9 +666,9 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	unsigned qsize, granted = 0;
 	int r;
 
-	ctrl_err(err, errlen, "unknown error");
+	errbuf_set(err, errlen, "unknown error");
 	if (!opts || !opts->traddr || !*opts->traddr) {
-		ctrl_err(err, errlen, "no target address given (-a ADDR)");
+		errbuf_set(err, errlen, "no target address given (-a ADDR)");
 		return -EINVAL;
 	}
 	ctrl = calloc(1, sizeof(*ctrl));
@@ -710,8 +700,8 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	} else {
 		r = nvtcp_default_hostnqn(ctrl->info.hostnqn, sizeof(ctrl->info.hostnqn));
 		if (r < 0) {
-			ctrl_err(err, errlen, "cannot determine a host NQN (%s): pass --hostnqn",
-				 strerror(-r));
+			errbuf_set(err, errlen, "cannot determine a host NQN (%s): pass --hostnqn",
+				   strerror(-r));
 			goto err_free;
 		}
 	}
@@ -720,7 +710,7 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	} else {
 		r = nvtcp_hostid_for(ctrl->info.hostnqn, ctrl->hostid);
 		if (r < 0) {
-			ctrl_err(err, errlen, "cannot determine a host ID: %s", strerror(-r));
+			errbuf_set(err, errlen, "cannot determine a host ID: %s", strerror(-r));
 			goto err_free;
 		}
 	}
@@ -729,10 +719,10 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 		if (r == 0 && (opts->tls_identity_version < 0 || opts->tls_identity_version > 1))
 			r = -EDOM;
 		if (r < 0) {
-			ctrl_err(err, errlen, "TLS key: %s",
-				 !opts->tls_psk ? "none given (--tls-key or --tls-key-file)"
-				 : r == -EDOM	? "the identity version must be 0 or 1"
-						: tls_psk_parse_strerror(r));
+			errbuf_set(err, errlen, "TLS key: %s",
+				   !opts->tls_psk ? "none given (--tls-key or --tls-key-file)"
+				   : r == -EDOM	  ? "the identity version must be 0 or 1"
+						  : tls_psk_parse_strerror(r));
 			goto err_free;
 		}
 	}
@@ -1014,7 +1004,7 @@ NVTCP_EXPORT int nvtcp_discover(const struct nvtcp_ctrl_opts *opts,
 		gen = le64_get(hdr->genctr);
 		numrec = le64_get(hdr->numrec);
 		if (numrec > CTRL_DISC_MAX_RECORDS) {
-			ctrl_err(err, errlen, "discovery log claims %" PRIu64 " records", numrec);
+			errbuf_set(err, errlen, "discovery log claims %" PRIu64 " records", numrec);
 			r = -E2BIG;
 			goto out;
 		}
@@ -1038,8 +1028,8 @@ NVTCP_EXPORT int nvtcp_discover(const struct nvtcp_ctrl_opts *opts,
 			break;
 	}
 	if (tries == CTRL_DISC_RETRIES) {
-		ctrl_err(err, errlen, "discovery log kept changing while being read (%d tries)",
-			 tries);
+		errbuf_set(err, errlen, "discovery log kept changing while being read (%d tries)",
+			   tries);
 		r = -EAGAIN;
 		goto out;
 	}
@@ -1058,8 +1048,8 @@ NVTCP_EXPORT int nvtcp_discover(const struct nvtcp_ctrl_opts *opts,
 	goto out;
 
 log_err:
-	ctrl_err(err, errlen, "Get Log Page (discovery) failed: %s",
-		 r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+	errbuf_set(err, errlen, "Get Log Page (discovery) failed: %s",
+		   r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
 out:
 	free(recs);
 	free(hdr);
