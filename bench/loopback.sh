@@ -17,12 +17,13 @@ ceiling_only=0
 do_rss=1
 raw=""
 nice_adj=0
+precond=0
 nqn=nqn.2024-01.io.nvtcp:mem0
 
 usage() {
 	cat <<EOF
 usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"] [-w REGEX]
-                         [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN]
+                         [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN] [-P SECONDS]
   -t SECONDS  length of each run, whole seconds (default 10)
   -r REPEATS  runs per figure, the median is reported (default 3)
   -b DIR      meson build dir holding bench/ceiling, tools/nvtcpd, tools/nvtcp (default: build)
@@ -32,6 +33,9 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -C          ceiling only, even if nvtcpd and nvtcp are built
   -R          skip the RSS measurement (nvtcpd idle and with 64 connections at QD128)
   -j FILE     also keep every run's figures, one JSON object per line
+  -P SECONDS  after each target start, write the namespace sequentially (512 KiB, QD4) for
+              this long before measuring, so that runs see written memory (no first-touch
+              page clearing on writes, no zero-page reads); prints how much got written
   -s SUBNQN   subsystem to drive (default $nqn,
               the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
@@ -40,7 +44,7 @@ Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy
 EOF
 }
 
-while getopts "t:r:b:m:w:CRj:n:s:h" opt; do
+while getopts "t:r:b:m:w:CRj:n:s:P:h" opt; do
 	case $opt in
 	t) secs=$OPTARG ;;
 	r) reps=$OPTARG ;;
@@ -52,12 +56,14 @@ while getopts "t:r:b:m:w:CRj:n:s:h" opt; do
 	j) raw=$OPTARG ;;
 	n) nice_adj=$OPTARG ;;
 	s) nqn=$OPTARG ;;
+	P) precond=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "loopback.sh: -t wants whole seconds >= 1" >&2; exit 2; }
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "loopback.sh: -r wants a count >= 1" >&2; exit 2; }
+[[ $precond =~ ^[0-9]+$ ]] || { echo "loopback.sh: -P wants whole seconds" >&2; exit 2; }
 [[ $nice_adj =~ ^-?[0-9]+$ ]] || { echo "loopback.sh: -n wants a nice value" >&2; exit 2; }
 run=(nice -n "$nice_adj")
 for m in $modes; do
@@ -141,6 +147,20 @@ start_target() {
 	return 1
 }
 
+# -P: fill the namespace with a sequential write pass before measuring (not counted anywhere)
+precondition() {
+	local rss
+	((precond > 0)) || return 0
+	if ! timeout $((precond + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
+		-n "$nqn" -w write -o 512k -q 4 -t "$precond" >/dev/null 2>"$tmp/perf.err"; then
+		echo "loopback.sh: precondition write failed:" >&2
+		tail -3 "$tmp/perf.err" >&2
+		return 1
+	fi
+	rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$tgt_pid/status")
+	echo "# preconditioned: nvtcpd RSS $((rss / 1024)) MiB after ${precond} s of writes" >&2
+}
+
 # utime + stime of the whole nvtcpd process, in clock ticks
 target_ticks() {
 	awk '{ sub(/^[^)]*\) /, ""); print $12 + $13 }' "/proc/$tgt_pid/stat"
@@ -201,6 +221,7 @@ for mode in $modes; do
 			# a target runs only while measured: a busy-polling nvtcpd would take CPU 0
 			# from the ceiling's server thread
 			start_target "$mode" || exit 1
+			precondition || exit 1
 			for variant in plain digest; do
 				# a failed nvtcp run costs its row, not the rest of the benchmark
 				if ! kill -0 "$tgt_pid" 2>/dev/null; then
