@@ -141,7 +141,8 @@ void tgt_queue_touch(struct tgt_queue *q)
 		return;
 	/* Every I/O thread touches the same controller: write the shared line only when the
 	 * value moves by more than the timer could notice (KAS is 1 s). */
-	now = tgt_now_ms();
+	/* The loop's clock is read once per turn: no clock_gettime per command. */
+	now = q->thread && q->thread->loop ? loop_now_ms(q->thread->loop) : tgt_now_ms();
 	last = atomic_load_explicit(&ctrl->last_activity_ms, memory_order_relaxed);
 	if (now - last >= 10)
 		atomic_store_explicit(&ctrl->last_activity_ms, now, memory_order_relaxed);
