@@ -19,37 +19,22 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zlib
+
+from harness import SAN_RE, Nvtcpd, Tap, check, free_port, run_cli
 
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:3f2c9a1e-5b7d-4e21-9c3a-7d1e2f3a4b5c"
 OTHERNQN = "nqn.2014-08.org.nvmexpress:uuid:3f2c9a1e-5b7d-4e21-9c3a-7d1e2f3a4b5d"
 BIDI = "nqn.2024-01.io.nvtcp:hostauth-bidi"
 STRICT = "nqn.2024-01.io.nvtcp:hostauth-strict"
-SAN_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 
 NVTCPD = NVTCP = TMP = None
-results = []
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TAP = Tap()
+case = TAP.case
 
 
 def gen_key(hh, n):
@@ -64,60 +49,9 @@ WRONG = gen_key(0, 32)
 OTHER = gen_key(0, 64)
 
 
-class Target:
-    """One nvtcpd on a loopback port."""
-
-    def __init__(self, port, config):
-        self.port = port
-        self.config = config
-        self.proc = None
-        self.logs = []
-
-    def start(self):
-        log = open(os.path.join(TMP, "nvtcpd-%d-%d.log" % (self.port, len(self.logs))), "w+")
-        self.logs.append(log)
-        self.proc = subprocess.Popen([NVTCPD, "-c", self.config, "--listen",
-                                      "127.0.0.1:%d" % self.port],
-                                     stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise Failure("nvtcpd exited at start: " + self.log_text()[-2000:])
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise Failure("nvtcpd did not start listening")
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return -999
-        return self.proc.returncode
-
-    def log_text(self):
-        out = ""
-        for log in self.logs:
-            log.flush()
-            log.seek(0)
-            out += log.read()
-        return out
-
-    def mark(self):
-        return len(self.log_text())
-
-    def since(self, mark):
-        return self.log_text()[mark:]
+def Target(port, config):
+    """nvtcpd with config, listening on 127.0.0.1:port; not started."""
+    return Nvtcpd(NVTCPD, TMP, port, config, listen=[port])
 
 
 def write_config(path, ns_path):
@@ -143,12 +77,8 @@ def nvtcp(args, port, nqn=None, secret=KEY, ctrl_secret=CKEY, extra=(), timeout=
     if ctrl_secret:
         cmd += ["--dhchap-ctrl-secret", ctrl_secret]
     cmd += list(extra)
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, timeout=timeout,
-                       env=dict(os.environ, XDG_CONFIG_HOME=TMP))
-    took = time.time() - t0
-    err = p.stderr.decode(errors="replace")
-    check(not SAN_RE.search(err), "sanitizer report from %s:\n%s" % (args[0], err[-3000:]))
+    p, err, took = run_cli(cmd, args[0], timeout=timeout,
+                           env=dict(os.environ, XDG_CONFIG_HOME=TMP))
     if expect_rc == 0:
         check(p.returncode == 0, "%s exited %d: %s" % (" ".join(args), p.returncode,
                                                        err[-1500:]))
@@ -164,25 +94,6 @@ def auth_lines(log, nqn=HOSTNQN):
     return re.findall(r"(q\d+) ctrl (\d+): authenticated host %s with hash (\w+) dhgroup (\w+)"
                       r"(, controller authenticated too)?" % re.escape(nqn), log)
 
-
-def case(name, fn, *a):
-    t0 = time.time()
-    try:
-        fn(*a)
-        ok, why = True, ""
-    except Failure as e:
-        ok, why = False, str(e)
-    except Exception:  # a bug in the test itself fails the case too
-        ok, why = False, traceback.format_exc()
-    results.append(ok)
-    print("%s %d - %s (%.1f s)" % ("ok" if ok else "not ok", len(results), name,
-                                   time.time() - t0))
-    for line in why.splitlines():
-        print("#   " + line)
-    sys.stdout.flush()
-
-
-# ---- cases ----------------------------------------------------------------------------------
 
 def t_identify_bidi(tgt):
     m = tgt.mark()
@@ -359,9 +270,7 @@ def main():
     case("nvtcpd exits 0 on SIGTERM, no sanitizer report",
          lambda: check(rc == 0 and not SAN_RE.search(tgt.log_text()),
                        "rc %d, log tail: %s" % (rc, tgt.log_text()[-1500:])))
-    failed = results.count(False)
-    print("# %d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return TAP.finish()
 
 
 if __name__ == "__main__":

@@ -19,89 +19,25 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+from harness import SAN_RE, Failure, Nvtcpd, Tap, check, free_port, run_cli
 
 MEM0 = "nqn.2024-01.io.nvtcp:mem0"
 FILE0 = "nqn.2024-01.io.nvtcp:file0"
-SAN_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 
 NVTCPD = NVTCP = None
 TMP = None
-results = []
+TAP = Tap()
+case = TAP.case
 
 
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Target:
-    """One nvtcpd process on given loopback ports."""
-
-    def __init__(self, ports, config=None):
-        self.ports = ports
-        self.config = config
-        self.proc = None
-        self.logs = []
-
-    def start(self):
-        args = [NVTCPD]
-        if self.config:
-            args += ["-c", self.config]
-        for p in self.ports:
-            args += ["--listen", "127.0.0.1:%d" % p]
-        log = open(os.path.join(TMP, "nvtcpd-%d-%d.log" % (self.ports[0], len(self.logs))), "w+")
-        self.logs.append(log)
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise Failure("nvtcpd exited at start: " + self.log_text()[-2000:])
-            try:
-                socket.create_connection(("127.0.0.1", self.ports[0]), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise Failure("nvtcpd did not start listening")
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        """SIGTERM; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return -999
-        return self.proc.returncode
-
-    def log_text(self):
-        out = ""
-        for log in self.logs:
-            log.flush()
-            log.seek(0)
-            out += log.read()
-        return out
+def Target(ports, config=None):
+    """nvtcpd listening on ports (127.0.0.1), with config or the built-in one; not started."""
+    return Nvtcpd(NVTCPD, TMP, ports[0], config, listen=ports)
 
 
 def nvtcp(args, port, nqn=None, stdin=None, timeout=60, check_rc=True, extra=()):
@@ -111,30 +47,11 @@ def nvtcp(args, port, nqn=None, stdin=None, timeout=60, check_rc=True, extra=())
         cmd += ["-n", nqn]
     cmd += list(extra)
     env = dict(os.environ, XDG_CONFIG_HOME=TMP)  # the generated host NQN lives there
-    p = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=env)
-    err = p.stderr.decode(errors="replace")
-    check(not SAN_RE.search(err), "sanitizer report from %s:\n%s" % (" ".join(args), err[-3000:]))
+    p, err, _ = run_cli(cmd, " ".join(args), stdin, timeout, env)
     if check_rc:
         check(p.returncode == 0, "%s exited %d: %s" % (" ".join(cmd[1:]), p.returncode,
                                                        err[-1500:]))
     return p.returncode, p.stdout, err
-
-
-def case(name, fn, *a):
-    t0 = time.time()
-    try:
-        fn(*a)
-        ok, why = True, ""
-    except Failure as e:
-        ok, why = False, str(e)
-    except Exception:  # a bug in the test itself fails the case too
-        ok, why = False, traceback.format_exc()
-    n = len(results) + 1
-    results.append(ok)
-    print("%s %d - %s (%.1f s)" % ("ok" if ok else "not ok", n, name, time.time() - t0))
-    for line in why.splitlines():
-        print("#   " + line)
-    sys.stdout.flush()
 
 
 # ---- cases ----------------------------------------------------------------------------------
@@ -407,9 +324,7 @@ def main():
 
     for k, v in IOPS.items():
         print("# IOPS %-36s %10.0f" % (k, v))
-    failed = results.count(False)
-    print("# %d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return TAP.finish()
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ Linux kernel peers cannot do TLS here (no tlshd on Debian 12): nvtcp <-> nvtcpd 
 """
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+from harness import Nvtcpd, Tap, check, free_port, run_cli
 
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
 SUB128 = "nqn.2024-01.io.nvtcp:tls128"
@@ -30,25 +30,10 @@ KEY128 = "NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:"
 KEY256 = ("NVMeTLSkey-1:02:MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f"
           "+ENbJA==:")
 WRONG = "NVMeTLSkey-1:01:NcaiDakZHbs8XWq5/phuwUmjrYqxWK8y332sSkcm3We9aYKB:"
-SAN_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 
 NVTCPD = NVTCP = TMP = None
-results = []
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TAP = Tap(timed=False, prefix="# ", tail=25)
+case = TAP.case
 
 
 def write_config(ports, key_file, extra_host=None):
@@ -70,36 +55,14 @@ def write_config(ports, key_file, extra_host=None):
     return path
 
 
-class Target:
-    def __init__(self, config, port):
-        self.log = open(os.path.join(TMP, "nvtcpd-%d.log" % port), "w+")
-        self.proc = subprocess.Popen([NVTCPD, "-c", config], stdout=subprocess.DEVNULL,
-                                     stderr=self.log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise Failure("nvtcpd exited at start: " + self.text()[-2000:])
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise Failure("nvtcpd did not start listening")
+def start_target(config, port):
+    """nvtcpd with config (its ports in it), started once port listens."""
+    return Nvtcpd(NVTCPD, TMP, port, config).start()
 
-    def text(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        check(not SAN_RE.search(self.text()), "sanitizer report in nvtcpd:\n" + self.text()[-3000:])
+def stop_target(tgt):
+    tgt.stop(10)
+    check(not tgt.sanitizer_report(), "sanitizer report in nvtcpd:\n" + tgt.log_text()[-3000:])
 
 
 def nvtcp(args, port, key=None, version=None, env=None, timeout=60, data=None):
@@ -110,24 +73,8 @@ def nvtcp(args, port, key=None, version=None, env=None, timeout=60, data=None):
         cmd += ["--tls-identity", "v%d" % version]
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, env=e)
-    err = p.stderr.decode(errors="replace")
-    check(not SAN_RE.search(err), "sanitizer report:\n" + err[-3000:])
+    p, err, _ = run_cli(cmd, stdin=data, timeout=timeout, env=e)
     return p.returncode, p.stdout, err
-
-
-def case(name, fn):
-    try:
-        fn()
-        results.append((name, True, ""))
-    except Exception as e:  # noqa: BLE001 - report any failure as a failed case
-        detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
-        results.append((name, False, detail))
-    ok = results[-1][1]
-    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), name), flush=True)
-    if not ok:
-        for line in results[-1][2].splitlines()[-25:]:
-            print("# " + line)
 
 
 def main():
@@ -140,7 +87,7 @@ def main():
     with open(key_file, "w") as f:
         f.write(KEY256 + "\n")
     os.chmod(key_file, 0o600)
-    tgt = Target(write_config(ports, key_file), req)
+    tgt = start_target(write_config(ports, key_file), req)
     suites = [(SUB128, KEY128, "TLS_AES_128_GCM_SHA256"),
               (SUB256, KEY256, "TLS_AES_256_GCM_SHA384")]
 
@@ -164,7 +111,7 @@ def main():
                 rc, out, err = nvtcp(["identify", "-n", sub, "--json"], req, key, version)
                 check(rc == 0, "identify failed: " + err)
                 check(b'"mn"' in out or b"mn" in out, "no identify data")
-                logs = tgt.text()
+                logs = tgt.log_text()
                 check(suite in logs and ("NVMe%dR0" % version) in logs,
                       "target did not log %s with a v%d identity" % (suite, version))
 
@@ -192,7 +139,7 @@ def main():
 
     for sub, key, suite in suites:
         def keyupdate(sub=sub, key=key, suite=suite):
-            before = len(re.findall(r"after (\d+) KeyUpdates received", tgt.text()))
+            before = len(re.findall(r"after (\d+) KeyUpdates received", tgt.log_text()))
             rc, out, err = nvtcp(["perf", "-n", sub, "-t", "3", "-q", "32", "-o", "128k",
                                   "-w", "randrw", "--verify"], req, key, 1,
                                  env={"NVTCP_TLS_KEYUPDATE_EVERY": "16"}, timeout=90)
@@ -200,7 +147,7 @@ def main():
                   out.decode()[-1500:] + err[-1500:])
             time.sleep(0.3)
             counts = [int(n) for n in
-                      re.findall(r"after (\d+) KeyUpdates received", tgt.text())[before:]]
+                      re.findall(r"after (\d+) KeyUpdates received", tgt.log_text())[before:]]
             # 3 s of 128 KiB I/O are thousands of records: many KeyUpdates per queue
             check(counts and max(counts) >= 20, "target saw too few KeyUpdates: %s" % counts)
 
@@ -209,7 +156,7 @@ def main():
     def plain_to_required():
         rc, _, err = nvtcp(["discover"], req)
         check(rc != 0, "plaintext host was served by a TLS-required port")
-        check("refused: plaintext NVMe/TCP" in tgt.text(), "target logged no clear refusal")
+        check("refused: plaintext NVMe/TCP" in tgt.log_text(), "target logged no clear refusal")
 
     case("plaintext host on the required port is refused", plain_to_required)
 
@@ -252,17 +199,15 @@ def main():
     case("a key file readable by others is refused", key_file_mode)
 
     def no_secrets_logged():
-        text = tgt.text()
+        text = tgt.log_text()
         for k in (KEY128, KEY256):
             check(k[16:40] not in text, "key material in the target log")
 
     case("no key material in the target log", no_secrets_logged)
-    case("nvtcpd stops cleanly (no sanitizer report)", tgt.stop)
+    case("nvtcpd stops cleanly (no sanitizer report)", stop_target, tgt)
 
-    print("1..%d" % len(results))
-    failed = sum(1 for r in results if not r[1])
-    print("# %d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    print("1..%d" % len(TAP.results))
+    return TAP.finish()
 
 
 if __name__ == "__main__":

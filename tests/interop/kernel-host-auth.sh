@@ -8,27 +8,16 @@
 # "controller authenticated" for bidi) plus fio verify; nvtcpd's log must show the same hash
 # and group for the admin and every I/O queue. Secrets are generated per run (test keys only).
 # Usage: tests/interop/kernel-host-auth.sh [--build DIR] [--only uni|bidi|badkey]
-set -u
-cd "$(dirname "$0")/../.."
-top=$PWD
-build=${NVTCP_INTEROP_BUILD:-build-asan}
-only=""
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--build) build=$2; shift 2 ;;
-	--only) only=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--only uni|bidi|badkey]" >&2; exit 2 ;;
-	esac
-done
-kp=$top/../shared/kernel-peer
+. "$(dirname "$0")/lib.sh"
+interop_args build-asan "uni|bidi|badkey" "$@"
 nvtcpd=$top/$build/tools/nvtcpd
 nqn=nqn.2024-01.io.nvtcp:auth0
 host=nqn.2014-08.org.nvmexpress:uuid:6d1f7a52-0c8e-4b1e-9a55-0a1b2c3d4e5f
 export KP_KVER=${KP_KVER:-6.12}
 export KP_NETNS=${KP_NETNS:-nvtcp-h10}
-[ -x "$nvtcpd" ] || { echo "INTEROP: $nvtcpd not built" >&2; exit 2; }
-[ -x "$kp/kernel-host.sh" ] || { echo "INTEROP: $kp/kernel-host.sh missing" >&2; exit 2; }
-ls /boot/vmlinuz-"$KP_KVER"* >/dev/null 2>&1 || { echo "INTEROP: no $KP_KVER kernel" >&2; exit 2; }
+interop_need "$nvtcpd" "not built"
+interop_need "$kp/kernel-host.sh" missing
+interop_need_kernel
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

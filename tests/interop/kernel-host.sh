@@ -4,23 +4,12 @@
 # and data digests; each does discover (8009 and 4420), connect, id-ctrl, id-ns, fio verify
 # over 4K-128K random read/write, disconnect, and a clean guest kernel log.
 # Usage: tests/interop/kernel-host.sh [--build DIR] [--only none|both]
-set -u
-cd "$(dirname "$0")/../.."
-top=$PWD
-build=${NVTCP_INTEROP_BUILD:-build-asan}
-only=""
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--build) build=$2; shift 2 ;;
-	--only) only=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--only none|both]" >&2; exit 2 ;;
-	esac
-done
-kp=$top/../shared/kernel-peer
+. "$(dirname "$0")/lib.sh"
+interop_args build-asan "none|both" "$@"
 nvtcpd=$top/$build/tools/nvtcpd
 nqn=nqn.2024-01.io.nvtcp:mem0
-[ -x "$nvtcpd" ] || { echo "INTEROP: $nvtcpd not built" >&2; exit 2; }
-[ -x "$kp/kernel-host.sh" ] || { echo "INTEROP: $kp/kernel-host.sh missing" >&2; exit 2; }
+interop_need "$nvtcpd" "not built"
+interop_need "$kp/kernel-host.sh" missing
 
 rc=0
 for digest in none both; do

@@ -10,9 +10,7 @@
 # authenticated" for bidi), write + read-back compare, and perf --verify on 2 queues (every
 # queue authenticates: nvmet asks on each). Secrets are generated per run (test keys only).
 # Usage: tests/interop/kernel-target-auth.sh [--build DIR] [--only uni|bidi|badkey]
-set -u
-cd "$(dirname "$0")/../.."
-top=$PWD
+. "$(dirname "$0")/lib.sh"
 self=$top/tests/interop/kernel-target-auth.sh
 
 # gen_key HMAC LEN: a DHHC-1 secret (the same format as nvme gen-dhchap-key).
@@ -100,23 +98,14 @@ if [ "${1:-}" = "--steps" ]; then
 fi
 
 # ---- outside: boot the kernel target once per case -----------------------------------------
-build=${NVTCP_INTEROP_BUILD:-build-asan}
-only=""
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--build) build=$2; shift 2 ;;
-	--only) only=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--only uni|bidi|badkey]" >&2; exit 2 ;;
-	esac
-done
-kp=$top/../shared/kernel-peer
+interop_args build-asan "uni|bidi|badkey" "$@"
 nvtcp=$top/$build/tools/nvtcp
 host=nqn.2014-08.org.nvmexpress:uuid:8e1a4c2b-7d3f-4b6a-9e5c-1f2a3b4c5d6e
 export KP_KVER=${KP_KVER:-6.12}
 export KP_NETNS=${KP_NETNS:-nvtcp-h13}
-[ -x "$nvtcp" ] || { echo "INTEROP: $nvtcp not built" >&2; exit 2; }
-[ -x "$kp/kernel-target.sh" ] || { echo "INTEROP: $kp/kernel-target.sh missing" >&2; exit 2; }
-ls /boot/vmlinuz-"$KP_KVER"* >/dev/null 2>&1 || { echo "INTEROP: no $KP_KVER kernel" >&2; exit 2; }
+interop_need "$nvtcp" "not built"
+interop_need "$kp/kernel-target.sh" missing
+interop_need_kernel
 
 k_uni=$(gen_key 0 32)
 k_bidi=$(gen_key 1 32)

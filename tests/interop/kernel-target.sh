@@ -5,9 +5,7 @@
 # writes a pattern (in-capsule and R2T-sized) and reads it back for comparison, a verify perf
 # run and a 10 s randrw perf run. Exits non-zero on any failure.
 # Usage: tests/interop/kernel-target.sh [--build DIR] [--only none|both]
-set -u
-cd "$(dirname "$0")/../.."
-top=$PWD
+. "$(dirname "$0")/lib.sh"
 self=$top/tests/interop/kernel-target.sh
 
 # ---- inside the netns (run by kernel-target.sh as the host command) -------------------------
@@ -75,19 +73,10 @@ if [ "${1:-}" = "--steps" ]; then
 fi
 
 # ---- outside: boot the kernel target once per digest mode ------------------------------------
-build=${NVTCP_INTEROP_BUILD:-build}
-only=""
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--build) build=$2; shift 2 ;;
-	--only) only=$2; shift 2 ;;
-	*) echo "usage: $0 [--build DIR] [--only none|both]" >&2; exit 2 ;;
-	esac
-done
-kp=$top/../shared/kernel-peer
+interop_args build "none|both" "$@"
 nvtcp=$top/$build/tools/nvtcp
-[ -x "$nvtcp" ] || { echo "INTEROP: $nvtcp not built" >&2; exit 2; }
-[ -x "$kp/kernel-target.sh" ] || { echo "INTEROP: $kp/kernel-target.sh missing" >&2; exit 2; }
+interop_need "$nvtcp" "not built"
+interop_need "$kp/kernel-target.sh" missing
 
 rc=0
 for digest in none both; do

@@ -21,6 +21,7 @@
 #include "tap.h"
 #include "auth/dhchap.h"
 #include "common/le.h"
+#include "fake_ctrl.h"
 #include "host/auth.h"
 #include "host/conn.h"
 #include "proto/nvme.h"
@@ -62,24 +63,6 @@ struct fctl {
 	uint8_t out[8192];
 };
 
-static int fctl_read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 20000) <= 0)
-			return -ETIMEDOUT;
-		n = read(fd, (uint8_t *)buf + got, len - got);
-		if (n <= 0)
-			return n == 0 ? -ECONNRESET : -errno;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static bool fctl_write(struct fctl *f, const void *buf, size_t len)
 {
 	return write(f->fd, buf, len) == (ssize_t)len;
@@ -88,11 +71,8 @@ static bool fctl_write(struct fctl *f, const void *buf, size_t len)
 static void fctl_resp(struct fctl *f, uint16_t cid, uint16_t status)
 {
 	uint8_t b[sizeof(union wire_pdu)];
-	struct wire_cqe cqe = {0};
 
-	le16_put(cqe.cid, cid);
-	le16_put(cqe.status, (uint16_t)(status << 1));
-	fctl_write(f, b, pdu_build_capsule_resp(b, &cqe, &f->p));
+	fctl_write(f, b, fake_ctrl_build_resp(b, &f->p, cid, status, 0));
 }
 
 /* One capsule; returns false to stop. */
@@ -104,11 +84,11 @@ static bool fctl_step(struct fctl *f)
 	uint8_t b[WIRE_PDO_MAX];
 	uint16_t cid;
 
-	if (fctl_read_full(f->fd, f->pdu, 8) < 0)
+	if (fake_ctrl_read_full(f->fd, f->pdu, 8, 20000) < 0)
 		return false;
 	plen = le32_get(f->pdu + 4);
 	if (f->pdu[0] != WIRE_PDU_CAPSULE_CMD || plen < 72 || plen > sizeof(f->pdu) ||
-	    fctl_read_full(f->fd, f->pdu + 8, plen - 8) < 0) {
+	    fake_ctrl_read_full(f->fd, f->pdu + 8, plen - 8, 20000) < 0) {
 		f->bad_cmd = true;
 		return false;
 	}
@@ -187,7 +167,7 @@ static int fctl_start(struct fctl *f, enum fctl_mode mode, const char *host_secr
 	struct dhchap_key hk, ck;
 	struct dhchap_params p = {.hostnqn = HOSTNQN, .subnqn = SUBNQN};
 	uint8_t ic[sizeof(union wire_pdu)];
-	int sv[2], r;
+	int hfd, r;
 
 	memset(f, 0, sizeof(*f));
 	f->mode = mode;
@@ -206,21 +186,17 @@ static int fctl_start(struct fctl *f, enum fctl_mode mode, const char *host_secr
 		p.nr_dhgroups = 1;
 	}
 	TAP_CHECK_EQ(dhchap_ctrl_init(&f->c, &p), 0);
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		return -errno;
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	f->fd = sv[1];
-	f->p.maxh2cdata = 65536;
-	f->p.max_incapsule = 65536;
-	f->p.ic_done = true;
-	r = host_conn_open(sv[0], &o, &f->conn);
+	r = fake_ctrl_socketpair(&hfd, &f->fd, &f->p);
+	if (r < 0)
+		return r;
+	r = host_conn_open(hfd, &o, &f->conn);
 	if (r < 0)
 		return r;
 	/* ICResp first (it waits in the socket), then the host's ICReq is read and dropped. */
 	TAP_CHECK(fctl_write(f, ic, pdu_build_icresp(ic, 0, false, false, 65536)));
 	r = host_conn_connect(f->conn, 5000);
 	TAP_CHECK_EQ(r, 0);
-	TAP_CHECK_EQ(fctl_read_full(f->fd, ic, 128), 0);
+	TAP_CHECK_EQ(fake_ctrl_read_full(f->fd, ic, 128, 20000), 0);
 	TAP_CHECK_EQ(ic[0], WIRE_PDU_ICREQ);
 	if (pthread_create(&f->th, NULL, fctl_main, f) != 0)
 		return -EAGAIN;

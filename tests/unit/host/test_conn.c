@@ -12,6 +12,7 @@
 
 #include "tap.h"
 #include "common/le.h"
+#include "fake_ctrl.h"
 #include "host/conn.h"
 #include "proto/crc32c.h"
 #include "proto/nvme.h"
@@ -32,27 +33,9 @@ struct fake_pdu {
 	uint32_t datal;
 };
 
-static int fake_read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 2000) <= 0)
-			return -ETIMEDOUT;
-		n = read(fd, (uint8_t *)buf + got, len - got);
-		if (n <= 0)
-			return n == 0 ? -ECONNRESET : -errno;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static int fake_recv(struct fake *f, struct fake_pdu *pdu)
 {
-	int r = fake_read_full(f->fd, pdu->buf, 8);
+	int r = fake_ctrl_read_full(f->fd, pdu->buf, 8, 2000);
 
 	if (r < 0)
 		return r;
@@ -63,7 +46,7 @@ static int fake_recv(struct fake *f, struct fake_pdu *pdu)
 	pdu->plen = le32_get(pdu->buf + 4);
 	if (pdu->plen < 8 || pdu->plen > sizeof(pdu->buf))
 		return -EPROTO;
-	r = fake_read_full(f->fd, pdu->buf + 8, pdu->plen - 8);
+	r = fake_ctrl_read_full(f->fd, pdu->buf + 8, pdu->plen - 8, 2000);
 	if (r < 0)
 		return r;
 	pdu->data = NULL;
@@ -91,14 +74,8 @@ static void fake_send_icresp(struct fake *f, uint8_t cpda, bool hd, bool dd, uin
 static void fake_send_resp(struct fake *f, uint16_t cid, uint16_t status, uint32_t dw0)
 {
 	uint8_t b[sizeof(union wire_pdu)];
-	struct wire_cqe cqe = {0};
-	size_t n;
 
-	le16_put(cqe.cid, cid);
-	le16_put(cqe.status, (uint16_t)(status << 1));
-	le32_put(cqe.dw0, dw0);
-	n = pdu_build_capsule_resp(b, &cqe, &f->p);
-	fake_send(f, b, n);
+	fake_send(f, b, fake_ctrl_build_resp(b, &f->p, cid, status, dw0));
 }
 
 static void fake_send_c2h(struct fake *f, uint16_t cid, uint32_t datao, const void *data,
@@ -133,20 +110,14 @@ static int fake_open(struct fake *f, bool hd, bool dd, uint32_t incap, bool icre
 				   .ddgst = dd,
 				   .incapsule_max = incap,
 				   .name = "test q1"};
-	int sv[2];
+	int hfd;
 
 	memset(f, 0, sizeof(*f));
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+	if (fake_ctrl_socketpair(&hfd, &f->fd, &f->p) < 0)
 		return -errno;
-	/* The fake end blocks (reads bounded by poll); the host end is non-blocking. */
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	f->fd = sv[1];
 	f->p.hdgst = hd;
 	f->p.ddgst = dd;
-	f->p.maxh2cdata = 65536;
-	f->p.max_incapsule = 65536;
-	f->p.ic_done = true;
-	if (host_conn_open(sv[0], &o, &f->conn) < 0)
+	if (host_conn_open(hfd, &o, &f->conn) < 0)
 		return -ENOMEM;
 	if (!icresp)
 		return 0;

@@ -9,155 +9,32 @@
 #include <string.h>
 
 #include "auth/dhchap.h"
-#include "common/le.h"
 #include "tap.h"
-#include "target/core.h"
 
-#define SUBNQN	   "nqn.2024-01.io.nvtcp:auth"
-#define DEFNQN	   "nqn.2024-01.io.nvtcp:auth-defaults"
-#define HOST_UNI   "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000a"
-#define HOST_BIDI  "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000b"
-#define HOST_PLAIN "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000c"
-#define BUF_SIZE   8192
+#define SUBNQN	     "nqn.2024-01.io.nvtcp:auth"
+#define DEFNQN	     "nqn.2024-01.io.nvtcp:auth-defaults"
+#define HOST_UNI     "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000a"
+#define HOST_BIDI    "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000b"
+#define HOST_PLAIN   "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000c"
+#define FT_BUF_SIZE  8192
+#define FT_PEER_ADDR "127.0.0.1:6666"
 
-static struct tgt T;
-static struct loop *L;
+#include "fake_transport.h"
+
 /* Secrets generated at startup (dhchap_key_format), so the JSON is built at run time. */
 static char key_uni[DHCHAP_SECRET_MAX], key_bidi[DHCHAP_SECRET_MAX], key_ctrl[DHCHAP_SECRET_MAX];
 static char key_wrong[DHCHAP_SECRET_MAX];
 
-struct fconn {
-	struct tgt_queue q;
-	int completions;
-	int disconnects;
-	bool destroyed;
-};
-
-struct freq {
-	struct tgt_req req;
-	struct iovec iov;
-	uint8_t buf[BUF_SIZE];
-	bool done;
-};
-
-static struct freq *R;
-
-static void f_complete(struct tgt_req *req)
-{
-	struct freq *f = container_of(req, struct freq, req);
-	struct fconn *c = container_of(req->queue, struct fconn, q);
-
-	f->done = true;
-	c->completions++;
-}
-
-static void f_disconnect(struct tgt_queue *q)
-{
-	struct fconn *c = container_of(q, struct fconn, q);
-
-	c->disconnects++;
-	if (!c->destroyed) {
-		c->destroyed = true;
-		tgt_queue_destroy(q);
-	}
-}
-
-static const struct tgt_queue_ops f_ops = {.complete = f_complete, .disconnect = f_disconnect};
-
-static void conn_init(struct fconn *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->q.tgt = &T;
-	c->q.thread = &T.threads[0];
-	c->q.port = list_first_entry(&T.ports, struct tgt_port, entry);
-	c->q.ops = &f_ops;
-	snprintf(c->q.peer_addr, sizeof(c->q.peer_addr), "127.0.0.1:6666");
-	list_init(&c->q.ctrl_entry);
-}
-
-static void conn_close(struct fconn *c)
-{
-	if (!c->destroyed) {
-		c->destroyed = true;
-		tgt_queue_destroy(&c->q);
-	}
-}
-
-static void stop_cb(void *arg)
-{
-	loop_stop(arg);
-}
-
-static void drain(void)
-{
-	loop_post(L, stop_cb, L);
-	loop_run(L);
-}
-
-/* Submit like the transport does; returns the status, or 0xffff while still pending. */
-static uint16_t exec(struct fconn *c, const struct wire_sqe *sqe, const void *data, uint32_t len)
-{
-	struct freq *f = R;
-
-	memset(&f->req, 0, sizeof(f->req));
-	f->req.sqe = *sqe;
-	f->req.queue = &c->q;
-	f->iov.iov_base = f->buf;
-	f->iov.iov_len = len;
-	f->req.iov = &f->iov;
-	f->req.iovcnt = 1;
-	f->req.data_len = len;
-	f->done = false;
-	memset(f->buf, 0xa5, sizeof(f->buf));
-	if (data)
-		memcpy(f->buf, data, len);
-	if (tgt_req_init(&f->req) < 0)
-		tgt_req_complete(&f->req);
-	else
-		f->req.execute(&f->req);
-	return f->done ? le16_get(f->req.cqe.status) : 0xffff;
-}
-
-static struct wire_sqe sqe_new(uint8_t opc, uint16_t cid, uint32_t nsid)
-{
-	struct wire_sqe s;
-
-	memset(&s, 0, sizeof(s));
-	s.opc = opc;
-	s.flags = WIRE_SQE_PSDT_SGL;
-	le16_put(s.cid, cid);
-	le32_put(s.nsid, nsid);
-	return s;
-}
-
 static uint16_t do_connect(struct fconn *c, uint16_t qid, uint16_t cntlid, const char *subnqn,
 			   const char *hostnqn)
 {
-	struct wire_sqe s = sqe_new(NVME_FABRICS_OPC, 1, 0);
-	struct wire_connect_cmd *cc = (struct wire_connect_cmd *)&s;
-	struct wire_connect_data d;
-
-	cc->fctype = NVME_FCTYPE_CONNECT;
-	le16_put(cc->qid, qid);
-	le16_put(cc->sqsize, qid ? 127 : 31);
-	memset(&d, 0, sizeof(d));
-	memset(d.hostid, 0x42, sizeof(d.hostid));
-	le16_put(d.cntlid, cntlid);
-	snprintf(d.subnqn, sizeof(d.subnqn), "%s", subnqn);
-	snprintf(d.hostnqn, sizeof(d.hostnqn), "%s", hostnqn);
-	return exec(c, &s, &d, sizeof(d));
+	return connect_ex(c, qid, qid ? 127 : 31, cntlid, subnqn, hostnqn, 0, 0, 0,
+			  sizeof(struct wire_connect_data));
 }
 
 static uint16_t prop(struct fconn *c, bool set, uint32_t ofst, uint64_t value)
 {
-	struct wire_sqe s = sqe_new(NVME_FABRICS_OPC, 2, 0);
-	struct wire_prop_cmd *p = (struct wire_prop_cmd *)&s;
-
-	p->fctype = set ? NVME_FCTYPE_PROPERTY_SET : NVME_FCTYPE_PROPERTY_GET;
-	p->attrib = ofst == NVME_REG_CAP ? 1 : 0;
-	le32_put(p->ofst, ofst);
-	le64_put(p->value, value);
-	return exec(c, &s, NULL, 0);
+	return prop_ex(c, set, ofst, ofst == NVME_REG_CAP, value);
 }
 
 static uint16_t identify_ctrl(struct fconn *c)
@@ -536,7 +413,6 @@ static void make_secret(char *out, unsigned seed, unsigned len, unsigned hh)
 
 int main(void)
 {
-	struct loop_opts opts = {.busy_poll = false, .cpu = -1};
 	char json[2048], err[512];
 
 	R = calloc(1, sizeof(*R));
@@ -561,15 +437,8 @@ int main(void)
 		printf("# setup failed: %s\n", err);
 		return 1;
 	}
-	if (loop_create(&L, &opts)) {
-		printf("# loop_create failed\n");
+	if (ft_start())
 		return 1;
-	}
-	T.threads[0].loop = L;
-	if (tgt_thread_attach(&T.threads[0])) {
-		printf("# attach failed\n");
-		return 1;
-	}
 	TAP_RUN(test_uni_admin_and_io);
 	TAP_RUN(test_bidi);
 	TAP_RUN(test_defaults);
@@ -579,10 +448,7 @@ int main(void)
 	TAP_RUN(test_no_key_host);
 	TAP_RUN(test_bad_commands);
 	TAP_RUN(test_config_errors);
-	drain();
-	tgt_thread_detach(&T.threads[0]);
-	tgt_fini(&T);
-	loop_destroy(L);
-	free(R);
+	ft_stop();
+	ft_free();
 	return tap_done();
 }

@@ -7,15 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/le.h"
 #include "tap.h"
-#include "target/core.h"
 
-#define SUBNQN	 "nqn.2024-01.io.nvtcp:t1"
-#define RESTNQN	 "nqn.2024-01.io.nvtcp:restricted"
-#define HOSTNQN	 "nqn.2014-08.org.nvmexpress:uuid:host-one"
-#define HOSTA	 "nqn.2024-01.io.nvtcp:hostA"
-#define BUF_SIZE (64 * 1024)
+#define SUBNQN	     "nqn.2024-01.io.nvtcp:t1"
+#define RESTNQN	     "nqn.2024-01.io.nvtcp:restricted"
+#define HOSTNQN	     "nqn.2014-08.org.nvmexpress:uuid:host-one"
+#define HOSTA	     "nqn.2024-01.io.nvtcp:hostA"
+#define FT_BUF_SIZE  (64 * 1024)
+#define FT_PEER_ADDR "127.0.0.1:5555"
+
+#include "fake_transport.h"
 
 static const char core_json[] =
 	"{\"ports\":[{\"addr\":\"127.0.0.1\",\"port\":4420},"
@@ -28,47 +29,6 @@ static const char core_json[] =
 	"{\"nqn\":\"" RESTNQN "\",\"hosts\":[{\"nqn\":\"" HOSTA "\"}],"
 	"\"namespaces\":[{\"nsid\":1,\"backend\":\"null\",\"size\":\"1M\"}]}]}";
 
-static struct tgt T;
-static struct loop *L;
-
-struct fconn {
-	struct tgt_queue q;
-	int completions;
-	int disconnects;
-	bool destroyed;
-};
-
-struct freq {
-	struct tgt_req req;
-	struct iovec iov;
-	uint8_t buf[BUF_SIZE];
-	bool done;
-};
-
-static struct freq *R; /* the request used for synchronous commands */
-
-static void f_complete(struct tgt_req *req)
-{
-	struct freq *f = container_of(req, struct freq, req);
-	struct fconn *c = container_of(req->queue, struct fconn, q);
-
-	f->done = true;
-	c->completions++;
-}
-
-static void f_disconnect(struct tgt_queue *q)
-{
-	struct fconn *c = container_of(q, struct fconn, q);
-
-	c->disconnects++;
-	if (!c->destroyed) {
-		c->destroyed = true;
-		tgt_queue_destroy(q);
-	}
-}
-
-static const struct tgt_queue_ops f_ops = {.complete = f_complete, .disconnect = f_disconnect};
-
 /* A queue whose connection came in over TLS with this PSK identity. */
 static const char *f_tls_id;
 static const char *f_tls_identity(struct tgt_queue *q)
@@ -78,134 +38,14 @@ static const char *f_tls_identity(struct tgt_queue *q)
 static const struct tgt_queue_ops f_tls_ops = {
 	.complete = f_complete, .disconnect = f_disconnect, .tls_identity = f_tls_identity};
 
-static void conn_init(struct fconn *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->q.tgt = &T;
-	c->q.thread = &T.threads[0];
-	c->q.port = list_first_entry(&T.ports, struct tgt_port, entry);
-	c->q.ops = &f_ops;
-	snprintf(c->q.peer_addr, sizeof(c->q.peer_addr), "127.0.0.1:5555");
-	list_init(&c->q.ctrl_entry);
-}
-
-static void conn_close(struct fconn *c)
-{
-	if (!c->destroyed) {
-		c->destroyed = true;
-		tgt_queue_destroy(&c->q);
-	}
-}
-
-static void stop_cb(void *arg)
-{
-	loop_stop(arg);
-}
-
-/* Run the posted work (disconnects, events) queued so far. */
-static void drain(void)
-{
-	loop_post(L, stop_cb, L);
-	loop_run(L);
-}
-
-static void stop_timer_cb(struct loop_timer *t)
-{
-	loop_stop(t->ctx);
-}
-
-static void run_for_ms(uint64_t ms)
-{
-	struct loop_timer t = {.fn = stop_timer_cb, .ctx = L};
-
-	list_init(&t.entry);
-	loop_timer_arm(L, &t, ms);
-	loop_run(L);
-	loop_timer_cancel(L, &t);
-}
-
-/* Submit like the transport does; returns the status, or 0xffff while still pending. */
-static uint16_t exec_on(struct fconn *c, struct freq *f, const struct wire_sqe *sqe,
-			const void *data, uint32_t len)
-{
-	memset(&f->req, 0, sizeof(f->req));
-	f->req.sqe = *sqe;
-	f->req.queue = &c->q;
-	f->iov.iov_base = f->buf;
-	f->iov.iov_len = len;
-	f->req.iov = &f->iov;
-	f->req.iovcnt = 1;
-	f->req.data_len = len;
-	f->done = false;
-	memset(f->buf, 0xa5, sizeof(f->buf));
-	if (data)
-		memcpy(f->buf, data, len);
-	if (tgt_req_init(&f->req) < 0)
-		tgt_req_complete(&f->req);
-	else
-		f->req.execute(&f->req);
-	return f->done ? le16_get(f->req.cqe.status) : 0xffff;
-}
-
-static uint16_t exec(struct fconn *c, const struct wire_sqe *sqe, const void *data, uint32_t len)
-{
-	return exec_on(c, R, sqe, data, len);
-}
-
 static uint32_t dw0(void)
 {
 	return le32_get(R->req.cqe.dw0);
 }
 
-static struct wire_sqe sqe_new(uint8_t opc, uint16_t cid, uint32_t nsid)
-{
-	struct wire_sqe s;
-
-	memset(&s, 0, sizeof(s));
-	s.opc = opc;
-	s.flags = WIRE_SQE_PSDT_SGL;
-	le16_put(s.cid, cid);
-	le32_put(s.nsid, nsid);
-	return s;
-}
-
-static uint16_t connect_ex(struct fconn *c, uint16_t qid, uint16_t sqsize, uint16_t cntlid,
-			   const char *subnqn, const char *hostnqn, uint32_t kato, uint8_t cattr,
-			   uint16_t recfmt, uint32_t len)
-{
-	struct wire_sqe s = sqe_new(NVME_FABRICS_OPC, 1, 0);
-	struct wire_connect_cmd *cc = (struct wire_connect_cmd *)&s;
-	struct wire_connect_data d;
-
-	cc->fctype = NVME_FCTYPE_CONNECT;
-	le16_put(cc->recfmt, recfmt);
-	le16_put(cc->qid, qid);
-	le16_put(cc->sqsize, sqsize);
-	cc->cattr = cattr;
-	le32_put(cc->kato, kato);
-	memset(&d, 0, sizeof(d));
-	memset(d.hostid, 0x42, sizeof(d.hostid));
-	le16_put(d.cntlid, cntlid);
-	snprintf(d.subnqn, sizeof(d.subnqn), "%s", subnqn);
-	snprintf(d.hostnqn, sizeof(d.hostnqn), "%s", hostnqn);
-	return exec(c, &s, &d, len);
-}
-
 static uint16_t connect_q(struct fconn *c, uint16_t qid, uint16_t cntlid, uint32_t kato)
 {
 	return connect_ex(c, qid, qid ? 127 : 31, cntlid, SUBNQN, HOSTNQN, kato, 0, 0, 1024);
-}
-
-static uint16_t prop(struct fconn *c, bool set, uint32_t ofst, bool size8, uint64_t value)
-{
-	struct wire_sqe s = sqe_new(NVME_FABRICS_OPC, 2, 0);
-	struct wire_prop_cmd *p = (struct wire_prop_cmd *)&s;
-
-	p->fctype = set ? NVME_FCTYPE_PROPERTY_SET : NVME_FCTYPE_PROPERTY_GET;
-	p->attrib = size8 ? 1 : 0;
-	le32_put(p->ofst, ofst);
-	le64_put(p->value, value);
-	return exec(c, &s, NULL, 0);
 }
 
 #define CC_ENABLE (NVME_CC_EN | 6u << NVME_CC_IOSQES_SHIFT | 4u << NVME_CC_IOCQES_SHIFT)
@@ -219,7 +59,7 @@ static uint16_t admin_up(struct fconn *a, uint32_t kato)
 	if (connect_q(a, 0, NVME_CNTLID_DYNAMIC, kato) != 0)
 		return 0;
 	cntlid = (uint16_t)dw0();
-	if (prop(a, true, NVME_REG_CC, false, CC_ENABLE) != 0)
+	if (prop_ex(a, true, NVME_REG_CC, false, CC_ENABLE) != 0)
 		return 0;
 	return cntlid;
 }
@@ -293,7 +133,7 @@ static void test_before_connect(void)
 
 	conn_init(&c);
 	TAP_CHECK_EQ(admin_cmd(&c, NVME_ADMIN_IDENTIFY, 0, 1, 0, 4096), GEN(NVME_SC_CMD_SEQ_ERROR));
-	TAP_CHECK_EQ(prop(&c, false, NVME_REG_CAP, true, 0), GEN(NVME_SC_CMD_SEQ_ERROR));
+	TAP_CHECK_EQ(prop_ex(&c, false, NVME_REG_CAP, true, 0), GEN(NVME_SC_CMD_SEQ_ERROR));
 	/* The CQE still carries cid and sqid. */
 	TAP_CHECK_EQ(le16_get(R->req.cqe.cid), 2);
 	TAP_CHECK_EQ(c.completions, 2);
@@ -362,39 +202,39 @@ static void test_properties(void)
 	TAP_CHECK_EQ(le16_get(R->req.cqe.sqhd), 1);
 	/* Admin commands before CC.EN = 1 */
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, 1, 0, 4096), GEN(NVME_SC_CMD_SEQ_ERROR));
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CAP, true, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CAP, true, 0), 0);
 	cap = le64_get(R->req.cqe.dw0);
 	TAP_CHECK_EQ(NVME_CAP_MQES(cap), TGT_MAX_QUEUE_DEPTH - 1);
 	TAP_CHECK(cap & NVME_CAP_CQR);
 	TAP_CHECK_EQ((cap >> NVME_CAP_TO_SHIFT) & 0xff, 15);
 	TAP_CHECK(cap & NVME_CAP_CSS_NVM);
 	TAP_CHECK_EQ((cap >> NVME_CAP_MPSMIN_SHIFT) & 0xf, 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CAP, false, 0), GEN(NVME_SC_INVALID_FIELD));
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_VS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CAP, false, 0), GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_VS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), NVME_VS(1, 3, 0));
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_VS, true, 0), GEN(NVME_SC_INVALID_FIELD));
-	TAP_CHECK_EQ(prop(&a, false, 0x40, false, 0), GEN(NVME_SC_INVALID_FIELD));
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_VS, true, 0), GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(prop_ex(&a, false, 0x40, false, 0), GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), 0);
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CSTS, false, 1), GEN(NVME_SC_INVALID_FIELD));
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, true, CC_ENABLE), GEN(NVME_SC_INVALID_FIELD));
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CSTS, false, 1), GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, true, CC_ENABLE), GEN(NVME_SC_INVALID_FIELD));
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), NVME_CSTS_RDY);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CC, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CC, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), CC_ENABLE);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, 1, 0, 4096), 0);
 	/* Normal shutdown: memory flushes complete inline, so SHST is complete at once. */
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0() & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_CMPLT);
 	/* Reset clears RDY. */
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, 0), 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), 0);
 	/* Bad CC (IOSQES 0 on an I/O controller): fatal status instead of ready. */
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, NVME_CC_EN), 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, NVME_CC_EN), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), NVME_CSTS_CFS);
 	conn_close(&a);
 	drain();
@@ -411,7 +251,7 @@ static void test_io_connect(void)
 	cntlid = (uint16_t)dw0();
 	/* Not enabled yet. */
 	TAP_CHECK_EQ(connect_q(&q1, 1, cntlid, 0), GEN(NVME_SC_CMD_SEQ_ERROR));
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
 	/* Grant two queues: 0's based 1 in both halves. */
 	TAP_CHECK_EQ(
 		admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_NUM_QUEUES, 1 | 1u << 16, 0),
@@ -461,11 +301,11 @@ static void test_io_connect(void)
 		TAP_CHECK_EQ(q1.disconnects, 0);
 	}
 	/* Reset (EN 1 -> 0) drops the remaining I/O queue, keeps the admin queue. */
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, 0), 0);
 	drain();
 	TAP_CHECK_EQ(q1.disconnects, 1);
 	TAP_CHECK_EQ(a.disconnects, 0);
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
 	conn_init(&q3);
 	TAP_CHECK_EQ(connect_q(&q3, 1, cntlid, 0), 0);
 	/* Losing the admin queue tears the I/O queues down. */
@@ -879,7 +719,7 @@ static void test_io(void)
 	TAP_CHECK_EQ(rw(&q, R, NVME_IO_READ, 1, 0, 1, 0, NULL, 512), 0);
 	TAP_CHECK(atomic_load(&tgt_core_ns(ns1)->stats.media_errors) >= 2);
 	/* Fabrics commands other than Disconnect are refused on I/O queues. */
-	TAP_CHECK_EQ(prop(&q, false, NVME_REG_CAP, true, 0), GEN(NVME_SC_INVALID_OPCODE));
+	TAP_CHECK_EQ(prop_ex(&q, false, NVME_REG_CAP, true, 0), GEN(NVME_SC_INVALID_OPCODE));
 	conn_close(&a);
 	drain();
 	TAP_CHECK_EQ(q.disconnects, 1);
@@ -909,7 +749,7 @@ static void test_keep_alive(void)
 	cntlid = admin_up(&a, 0);
 	ctrl = a.q.ctrl;
 	tgt_ctrl_ka_expired(ctrl);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK(dw0() & NVME_CSTS_CFS);
 	drain();
 	TAP_CHECK_EQ(a.disconnects, 1);
@@ -929,8 +769,8 @@ static void test_discovery(void)
 	conn_init(&a);
 	TAP_CHECK_EQ(connect_ex(&a, 0, 31, 0xffff, NVME_DISCOVERY_NQN, HOSTNQN, 0, 0, 0, 1024), 0);
 	dcntlid = (uint16_t)dw0();
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, NVME_CC_EN), 0);
-	TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, NVME_CC_EN), 0);
+	TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 	TAP_CHECK_EQ(dw0(), NVME_CSTS_RDY);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_IDENTIFY, 0, NVME_CNS_CTRL, 0, 4096), 0);
 	ic = (struct nvme_id_ctrl *)R->buf;
@@ -988,7 +828,7 @@ static void test_discovery(void)
 	/* A host allowed on the restricted subsystem sees it too. */
 	conn_init(&b);
 	TAP_CHECK_EQ(connect_ex(&b, 0, 31, 0xffff, NVME_DISCOVERY_NQN, HOSTA, 0, 0, 0, 1024), 0);
-	TAP_CHECK_EQ(prop(&b, true, NVME_REG_CC, false, NVME_CC_EN), 0);
+	TAP_CHECK_EQ(prop_ex(&b, true, NVME_REG_CC, false, NVME_CC_EN), 0);
 	TAP_CHECK_EQ(get_log(&b, NVME_LOG_DISCOVERY, 0, 1024, 0, false), 0);
 	TAP_CHECK_EQ(le64_get(R->buf + 8), 8);
 
@@ -1041,7 +881,7 @@ static void test_file_async(void)
 	cntlid = (uint16_t)dw0();
 	/* The channel's completion fd is watched by the loop. */
 	TAP_CHECK(tgt_core_ns(tgt_subsys_ns(a.q.ctrl->subsys, 1))->fd_registered[0]);
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
 	conn_init(&q);
 	TAP_CHECK_EQ(connect_ex(&q, 1, 15, cntlid, FILENQN, HOSTNQN, 0, 0, 0, 1024), 0);
 	memset(data, 0x3c, sizeof(data));
@@ -1071,9 +911,9 @@ static void test_file_async(void)
 		TAP_CHECK(wait_done(R));
 	TAP_CHECK_EQ(le16_get(R->req.cqe.status), 0);
 	/* Shutdown: SHST moves to complete once the flushes came back. */
-	TAP_CHECK_EQ(prop(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
 	for (int i = 0; i < 400; i++) {
-		TAP_CHECK_EQ(prop(&a, false, NVME_REG_CSTS, false, 0), 0);
+		TAP_CHECK_EQ(prop_ex(&a, false, NVME_REG_CSTS, false, 0), 0);
 		if ((dw0() & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_CMPLT)
 			break;
 		TAP_CHECK_EQ(dw0() & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_OCCUR);
@@ -1124,8 +964,6 @@ static void test_ports(void)
 int main(void)
 {
 	char err[512];
-	struct loop_opts opts = {.busy_poll = false, .cpu = -1};
-
 	static char dir[] = "/tmp/nvtcp-test-core-XXXXXX";
 	char file_json[512], img[256];
 
@@ -1146,15 +984,8 @@ int main(void)
 		printf("# setup failed: %s\n", err);
 		return 1;
 	}
-	if (loop_create(&L, &opts)) {
-		printf("# loop_create failed\n");
+	if (ft_start())
 		return 1;
-	}
-	T.threads[0].loop = L;
-	if (tgt_thread_attach(&T.threads[0])) {
-		printf("# attach failed\n");
-		return 1;
-	}
 	TAP_RUN(test_parse_sgl);
 	TAP_RUN(test_before_connect);
 	TAP_RUN(test_connect_errors);
@@ -1170,12 +1001,9 @@ int main(void)
 	TAP_RUN(test_discovery);
 	TAP_RUN(test_file_async);
 	TAP_RUN(test_ports);
-	drain();
-	tgt_thread_detach(&T.threads[0]);
-	tgt_fini(&T);
+	ft_stop();
 	unlink(img);
 	rmdir(dir);
-	loop_destroy(L);
-	free(R);
+	ft_free();
 	return tap_done();
 }
