@@ -240,8 +240,10 @@ static void admin_identify(struct tgt_req *req)
 uint32_t tgt_log_page_len(const struct tgt_req *req)
 {
 	uint32_t numd = (cdw(req->sqe.cdw10) >> 16) | (cdw(req->sqe.cdw11) & 0xffff) << 16;
+	uint64_t len = ((uint64_t)numd + 1) * 4;
 
-	return (numd + 1) * 4;
+	/* Up to 16 GiB: saturate rather than wrap to a length a short SGL would match. */
+	return len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
 }
 
 static uint64_t admin_log_offset(const struct tgt_req *req)

@@ -309,7 +309,9 @@ static int io_parse_write_zeroes(struct tgt_req *req, struct tgt_ns *ns)
 			      : NVTCP_BIO_WRITE_ZEROES;
 	req->bio.offset = slba * ns->block_size;
 	req->bio.length = (uint64_t)nlb * ns->block_size;
-	req->bio.fua = (cdw12 & NVME_RW_FUA) != 0;
+	/* Like a write: with the write cache turned off the zeroes must be durable. */
+	req->bio.fua = (cdw12 & NVME_RW_FUA) ||
+		       !atomic_load_explicit(&req->queue->ctrl->vwc_enabled, memory_order_relaxed);
 	req->bio.done = io_simple_done;
 	req->execute = io_simple_execute;
 	return 0;

@@ -622,6 +622,14 @@ static void test_log_pages(void)
 
 		le32_put(s.cdw10, NVME_LOG_SMART | 127u << 16);
 		TAP_CHECK_EQ(exec(&a, &s, NULL, 256), GEN(NVME_SC_SGL_INVALID_DATA));
+		/* NUMD 3FFFFFFFh is 4 GiB: it must not wrap to a zero-length transfer. */
+		le32_put(s.cdw10, NVME_LOG_SMART | 0xffffu << 16);
+		le32_put(s.cdw11, 0x3fff);
+		TAP_CHECK_EQ(exec(&a, &s, NULL, 0), GEN(NVME_SC_SGL_INVALID_DATA));
+		/* NUMD 40000000h (4 GiB + 4 bytes) must not wrap to 4 bytes. */
+		le32_put(s.cdw10, NVME_LOG_SMART);
+		le32_put(s.cdw11, 0x4000);
+		TAP_CHECK_EQ(exec(&a, &s, NULL, 4), GEN(NVME_SC_SGL_INVALID_DATA));
 	}
 	conn_close(&a);
 	drain();
@@ -904,6 +912,12 @@ static void test_file_async(void)
 	st = rw(&q, R, NVME_IO_WRITE, 1, 8, 8, 0, data, 4096);
 	if (st == 0xffff)
 		TAP_CHECK(wait_done(R));
+	TAP_CHECK(R->req.bio.fua);
+	/* ... and so is Write Zeroes: its completion must mean the zeroes are durable too. */
+	st = rw(&q, R, NVME_IO_WRITE_ZEROES, 1, 16, 8, 0, NULL, 0);
+	if (st == 0xffff)
+		TAP_CHECK(wait_done(R));
+	TAP_CHECK_EQ(le16_get(R->req.cqe.status), 0);
 	TAP_CHECK(R->req.bio.fua);
 	TAP_CHECK_EQ(admin_cmd(&a, NVME_ADMIN_SET_FEATURES, 0, NVME_FEAT_VOLATILE_WC, 1, 0), 0);
 	st = rw(&q, R, NVME_IO_FLUSH, NVME_NSID_ALL, 0, 1, 0, NULL, 0);
