@@ -136,10 +136,15 @@ static void perf_hist_merge(struct perf_hist *d, const struct perf_hist *s)
 
 static uint64_t perf_hist_pct(const struct perf_hist *h, double pct)
 {
-	uint64_t want = (uint64_t)ceil(pct / 100.0 * (double)h->count), seen = 0;
+	/* Rank ceil(pct% of count) in integers: in doubles 99.9 / 100 * 1000 is 999.0000000000001
+	 * and would name the 1000th value. pct is taken to 1/10000 of a percent. */
+	uint64_t ppm = (uint64_t)llround(pct * 10000.0), seen = 0;
+	uint64_t want = (ppm * h->count + 999999) / 1000000;
 
 	if (!h->count)
 		return 0;
+	if (want == 0)
+		want = 1;
 	for (unsigned i = 0; i < PERF_BUCKETS; i++) {
 		seen += h->bucket[i];
 		if (seen >= want)

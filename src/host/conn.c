@@ -621,6 +621,22 @@ static void host_exec_cb(void *arg, const struct nvtcp_cpl *cpl)
 	x->done = true;
 }
 
+/* host_conn_exec gives up on its command: x and the caller's buffer die when it returns, so
+ * the command must not stay in flight (fail the queue) nor be held for host_conn_harvest()
+ * with hold_on_fail (drop it: its callback would write into a dead stack frame). */
+static void host_exec_abandon(struct host_conn *c, struct host_exec_ctx *x, int err)
+{
+	if (c->state < HOST_CONN_FAILED)
+		host_conn_fail(c, err);
+	host_conn_poll(c, 0); /* teardown: the stream lets go of every buffer */
+	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
+		struct host_req *req = &c->reqs[i];
+
+		if (req->busy && req->cb == host_exec_cb && req->arg == x && !req->sends)
+			host_req_release(c, req);
+	}
+}
+
 int host_conn_exec(struct host_conn *c, const struct wire_sqe *sqe, void *buf, size_t len,
 		   bool write, int timeout_ms, struct nvtcp_cpl *cpl)
 {
@@ -632,8 +648,10 @@ int host_conn_exec(struct host_conn *c, const struct wire_sqe *sqe, void *buf, s
 	if (r < 0)
 		return r;
 	r = host_conn_run_until(c, &x.done, timeout_ms);
-	if (!x.done)
+	if (!x.done) {
+		host_exec_abandon(c, &x, r < 0 ? r : -EIO);
 		return r < 0 ? r : -EIO;
+	}
 	if (cpl)
 		*cpl = x.cpl;
 	if (x.cpl.err)

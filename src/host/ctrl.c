@@ -606,8 +606,9 @@ static int ctrl_identify_setup(struct nvtcp_ctrl *ctrl, char *err, size_t errlen
 		return r < 0 ? r : -EIO;
 	}
 	mps = 4096u << ((ctrl->info.cap >> NVME_CAP_MPSMIN_SHIFT) & 0xf);
+	/* In 64 bits: MPSMIN up to 128 MiB shifted by MDTS would wrap 32 (to 0 for 1 MiB << 12). */
 	if (id->mdts && id->mdts < 16)
-		ctrl->info.max_xfer = MIN((uint32_t)mps << id->mdts, 32u << 20);
+		ctrl->info.max_xfer = (uint32_t)MIN((uint64_t)mps << id->mdts, 32u << 20);
 	else
 		ctrl->info.max_xfer = CTRL_MAX_XFER_DEFAULT;
 	ioccsz = le32_get(id->ioccsz);

@@ -147,7 +147,7 @@ NVTCP_EXPORT int nvtcp_default_hostnqn(char *buf, size_t len)
 NVTCP_EXPORT int nvtcp_hostid_for(const char *hostnqn, uint8_t hostid[16])
 {
 	const char *u = strstr(hostnqn, ":uuid:");
-	char dir[448], path[512], line[64], uuid[40];
+	char dir[448] = "", path[512], line[64], uuid[40]; /* dir stays "" without HOME */
 	int r;
 
 	if (u && hostnqn_parse_uuid(u + 6, hostid) == 0)

@@ -261,6 +261,101 @@ def t_loss_timeout(port, cfg):
     check(not SAN_RE.search(err), "sanitizer report from perf:\n" + err[-3000:])
 
 
+def fake_disc_ctrl(sock, cap, mdts, seen):
+    """A scripted discovery controller on one accepted connection: ICResp, Connect, Property
+    Get/Set, Identify (mdts), an empty discovery log, anything else answered with success.
+    seen collects (opcode, log page length) of the commands."""
+    import struct
+    from nvmetcp import (build_c2h_data, build_capsule_resp, build_cqe, build_icresp)
+
+    def read_full(n):
+        b = b""
+        while len(b) < n:
+            chunk = sock.recv(n - len(b))
+            if not chunk:
+                raise EOFError
+            b += chunk
+        return b
+
+    cc = 0
+    try:
+        read_full(128)
+        sock.sendall(build_icresp())
+        while True:
+            hdr = read_full(8)
+            plen = struct.unpack_from("<I", hdr, 4)[0]
+            pdu = hdr + read_full(plen - 8)
+            sqe = pdu[8:72]
+            opc, cid, fctype = sqe[0], struct.unpack_from("<H", sqe, 2)[0], sqe[4]
+            dw0, data, status = 0, None, 0
+            if opc == 0x7f and fctype == 0x01:  # Connect
+                dw0 = 1
+            elif opc == 0x7f and fctype == 0x04:  # Property Get
+                ofst = struct.unpack_from("<I", sqe, 44)[0]
+                val = {0: cap, 8: 0x10400,
+                       0x1c: 1 | ((2 << 2) if (cc >> 14) & 3 else 0)}.get(ofst, 0)
+                cqe = build_cqe(cid, 0, val & 0xffffffff, val >> 32)
+                sock.sendall(build_capsule_resp(cqe))
+                continue
+            elif opc == 0x7f and fctype == 0x00:  # Property Set
+                if struct.unpack_from("<I", sqe, 44)[0] == 0x14:
+                    cc = struct.unpack_from("<I", sqe, 48)[0]
+            elif opc == 0x06:  # Identify
+                d = bytearray(4096)
+                d[77] = mdts
+                d[111] = 2  # discovery controller
+                data = bytes(d)
+            elif opc == 0x02:  # Get Log Page
+                cdw10, cdw11, lpo = struct.unpack_from("<III", sqe, 40)
+                n = ((cdw10 >> 16) | (cdw11 & 0xffff) << 16) + 1
+                seen.append((opc, 4 * n))
+                if 4 * n > 1024 or lpo:
+                    status = (0x02 << 1) | 0x8000  # Invalid Field, DNR
+                else:
+                    log = struct.pack("<QQH", 1, 0, 0).ljust(1024, b"\0")
+                    data = log[:4 * n]
+            if data is not None and not status:
+                sock.sendall(build_c2h_data(cid, 0, data))
+            sock.sendall(build_capsule_resp(build_cqe(cid, status, dw0)))
+    except (EOFError, OSError):
+        pass
+    finally:
+        sock.close()
+
+
+def t_disc_large_mps_mdts():
+    """CAP.MPSMIN 1 MiB and MDTS 12: MPS << MDTS is 4 GiB, beyond 32 bits. The transfer limit
+    must stay usable (was computed as 0, and every Get Log Page had length 0)."""
+    import socket
+    import threading
+
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ls.settimeout(20)
+    port = ls.getsockname()[1]
+    cap = 127 | (1 << 24) | (1 << 37) | (8 << 48)  # MQES 127, TO 500 ms, NVM CSS, MPSMIN 8
+    seen = []
+
+    def serve():
+        try:
+            s, _ = ls.accept()
+        except OSError:
+            return
+        fake_disc_ctrl(s, cap, 12, seen)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        rc, out, err = nvtcp(["discover"], port, check_rc=False, timeout=30)
+    finally:
+        ls.close()
+        th.join(5)
+    check(rc == 0, "discover exited %d: %s" % (rc, err[-1500:]))
+    check("Number of Records 0" in out.decode(), "unexpected output:\n" + out.decode())
+    check(seen and all(n == 1024 for _, n in seen), "Get Log Page lengths %r" % seen)
+
+
 def main():
     global NVTCPD, NVTCP, TMP
     if len(sys.argv) < 3:
@@ -269,7 +364,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..17")
+    print("1..18")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
@@ -321,6 +416,9 @@ def main():
          t_reconnect, free_port(), cfg)
     case("target never returns: perf fails after --ctrl-loss-tmo with a clear message",
          t_loss_timeout, free_port(), cfg)
+
+    case("controller with CAP.MPSMIN 1 MiB and MDTS 12: transfer limit does not wrap to 0",
+         t_disc_large_mps_mdts)
 
     for k, v in IOPS.items():
         print("# IOPS %-36s %10.0f" % (k, v))

@@ -601,6 +601,33 @@ static void test_close_outstanding(void)
 	free(pdu);
 }
 
+static void count_held(void *ctx, const struct wire_sqe *sqe, const struct iovec *iov, int iovcnt,
+		       bool write, nvtcp_cb cb, void *arg)
+{
+	(*(unsigned *)ctx)++;
+}
+
+/* A host_conn_exec that times out on a queue keeping unanswered commands (hold_on_fail, the I/O
+ * queues with reconnect) must not leave its command held: its callback context is on
+ * host_conn_exec's stack and its buffer is the caller's, both gone once it returned. */
+static void test_exec_timeout_not_held(void)
+{
+	struct fake f;
+	struct wire_sqe sqe = {.opc = NVME_FABRICS_OPC};
+	uint8_t *buf = malloc(4096);
+	unsigned held = 0;
+
+	TAP_CHECK_EQ(fake_open(&f, false, false, 4096, true), 0);
+	f.conn->opts.hold_on_fail = true;
+	TAP_CHECK_EQ(host_conn_exec(f.conn, &sqe, buf, 4096, false, 50, NULL), -ETIMEDOUT);
+	TAP_CHECK_EQ(f.conn->state, HOST_CONN_CLOSED);
+	TAP_CHECK_EQ(f.conn->outstanding, 0);
+	TAP_CHECK_EQ(host_conn_harvest(f.conn, count_held, &held), 0);
+	TAP_CHECK_EQ(held, 0);
+	fake_close(&f); /* no callback into the dead host_conn_exec frame */
+	free(buf);
+}
+
 int main(void)
 {
 	TAP_RUN(test_icresp_ok);
@@ -611,6 +638,7 @@ int main(void)
 	TAP_RUN(test_digests);
 	TAP_RUN(test_cid_matching);
 	TAP_RUN(test_close_outstanding);
+	TAP_RUN(test_exec_timeout_not_held);
 	for (int k = 0; k < BAD_KIND_COUNT; k++)
 		run_bad_case((enum bad_kind)k);
 	run_bad_icresp("PFV 1", 1, 0, 0, 8192, false, WIRE_FES_UNSUPPORTED_PARAM, 8);
