@@ -804,6 +804,13 @@ static void tgt_conn_tick(struct loop_timer *t)
 		tgt_conn_close(c, "PDU left unfinished");
 		return;
 	}
+	/* A queue that never Connects would hold a connection slot (--max-connections) forever:
+	 * keep-alive only starts with a controller. */
+	if (c->state == TGT_CONN_LIVE && !c->queue.connected &&
+	    now - c->created_ms >= c->opts.idle_timeout_ms) {
+		tgt_conn_close(c, "no Connect in time");
+		return;
+	}
 	if (c->stream.tx_bytes != c->tx_bytes_seen || !stream_tx_pending(&c->stream)) {
 		c->tx_bytes_seen = c->stream.tx_bytes;
 		c->last_tx_ms = now;

@@ -852,8 +852,22 @@ static void test_idle_between_pdus_is_fine(void)
 
 	start(&o);
 	icreq(0, false, false, 0);
+	connect_cmd(2, 1, 32, false);
 	usleep(400000); /* longer than the idle timeout, but no PDU is pending */
 	do_read(1, 0, 512, false);
+	stop();
+}
+
+/* ICReq, then no Connect: the queue would hold a connection slot forever. */
+static void test_no_connect_closed(void)
+{
+	struct tgt_conn_opts o = fast_opts();
+
+	start(&o);
+	icreq(0, false, false, 0);
+	for (int i = 0; i < 100 && atomic_load(&destroyed) == 0; i++)
+		usleep(10000);
+	TAP_CHECK_EQ(atomic_load(&destroyed), 1);
 	stop();
 }
 
@@ -968,6 +982,7 @@ int main(void)
 	TAP_RUN(test_icreq_timeout);
 	TAP_RUN(test_half_header_timeout);
 	TAP_RUN(test_idle_between_pdus_is_fine);
+	TAP_RUN(test_no_connect_closed);
 	TAP_RUN(test_host_eof);
 	TAP_RUN(test_peer_stops_reading);
 	TAP_RUN(test_close_waits_for_core);
