@@ -11,10 +11,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The --tls-key-file key, held only until the library has parsed it: cli_connect() wipes it. */
+static char cli_key_buf[256];
+
+static void cli_key_wipe(void)
+{
+	explicit_bzero(cli_key_buf, sizeof(cli_key_buf));
+}
+
+void cli_forget_key(struct nvtcp_ctrl_opts *o)
+{
+	if (o->tls_psk == cli_key_buf) {
+		cli_key_wipe();
+		o->tls_psk = NULL;
+	}
+}
+
 /* --tls-key-file: the key must stay private to its owner, as ssh insists for its keys. */
 static const char *cli_read_key_file(const char *path)
 {
-	static char buf[256];
+	char *buf = cli_key_buf;
 	struct stat st;
 	size_t n;
 	FILE *f = fopen(path, "re");
@@ -23,7 +39,8 @@ static const char *cli_read_key_file(const char *path)
 		cli_die("tls-key-file", "%s: %s", path, strerror(errno));
 	if (fstat(fileno(f), &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077))
 		cli_die("tls-key-file", "%s must be owned by you with mode 0600 or 0400", path);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
+	setvbuf(f, NULL, _IONBF, 0); /* no copy of the key left in a stdio buffer */
+	n = fread(buf, 1, sizeof(cli_key_buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
 	return buf;
@@ -158,6 +175,7 @@ void cli_die(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	cli_key_wipe();
 	cli_ctrl = NULL;
 	if (ctrl)
 		nvtcp_ctrl_disconnect(ctrl);
@@ -228,7 +246,18 @@ uint64_t cli_parse_size(const char *what, const char *s)
 		end++;
 	if (*end)
 		cli_die(what, "'%s' is not a valid size (use e.g. 4096, 4k, 1m)", s);
+	if (v > UINT64_MAX >> shift)
+		cli_die(what, "'%s' is more than %" PRIu64 " bytes", s, (uint64_t)UINT64_MAX);
 	return (uint64_t)v << shift;
+}
+
+uint64_t cli_parse_max(const char *cmd, const char *opt, const char *s, bool size, uint64_t max)
+{
+	uint64_t v = size ? cli_parse_size(cmd, s) : cli_parse_u64(cmd, s);
+
+	if (v > max)
+		cli_die(cmd, "%s: %" PRIu64 " is more than %" PRIu64, opt, v, max);
+	return v;
 }
 
 struct nvtcp_ctrl *cli_connect(const char *cmd, struct nvtcp_ctrl_opts *o)
@@ -240,6 +269,7 @@ struct nvtcp_ctrl *cli_connect(const char *cmd, struct nvtcp_ctrl_opts *o)
 	if (!o->traddr)
 		cli_die(cmd, "no target address: add -a ADDR (see 'nvtcp %s --help')", cmd);
 	r = nvtcp_ctrl_connect(o, &ctrl, err, sizeof(err));
+	cli_forget_key(o);
 	if (r < 0)
 		cli_die(cmd, "%s", err);
 	cli_ctrl = ctrl;

@@ -91,12 +91,18 @@ enum cli_opt {
 	"                        all)\n"                                                           \
 	"      --connect-timeout S  bound on connecting and on each admin command (default 10)\n"
 
+/* Wipe the --tls-key-file key read into o (if any) and clear o->tls_psk: call once the library
+ * has parsed it (nvtcp_ctrl_connect() and nvtcp_discover() do not keep the string). */
+void cli_forget_key(struct nvtcp_ctrl_opts *o);
 /* Handle a transport option; returns true if opt was one. */
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json);
 /* Parse an unsigned number with an optional k/m/g (binary) suffix; exits with a message on
  * error. */
 uint64_t cli_parse_size(const char *what, const char *s);
 uint64_t cli_parse_u64(const char *what, const char *s);
+/* cli_parse_u64() or cli_parse_size() (size true) for option opt of command cmd, refusing a
+ * value above max with "nvtcp CMD: OPT: VALUE is more than MAX" (exits). */
+uint64_t cli_parse_max(const char *cmd, const char *opt, const char *s, bool size, uint64_t max);
 /* Seconds (decimals allowed, 0..86400); exits with a message on error. */
 double cli_parse_seconds(const char *what, const char *s);
 /* Print "nvtcp CMD: message" to stderr and exit(1). */

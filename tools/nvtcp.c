@@ -124,6 +124,7 @@ static int cmd_discover(int argc, char **argv)
 	if (!o.traddr)
 		cli_die("discover", "no target address: add -a ADDR (e.g. -a 127.0.0.1)");
 	r = nvtcp_discover(&o, &e, &n, &gen, err, sizeof(err));
+	cli_forget_key(&o);
 	if (r)
 		cli_die("discover", "%s", err);
 	if (json) {
@@ -305,7 +306,7 @@ static int cmd_identify(int argc, char **argv)
 			return 0;
 		}
 		if (opt == 'N')
-			nsid = (uint32_t)cli_parse_u64("identify", optarg);
+			nsid = (uint32_t)cli_parse_max("identify", "--nsid", optarg, false, UINT32_MAX);
 		else if (!cli_transport_opt(opt, optarg, &o, &json))
 			cli_die("identify", "unknown option; see 'nvtcp identify --help'");
 	}
@@ -433,13 +434,13 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 			usage_rw(cmd);
 			return 0;
 		case 'N':
-			nsid = (uint32_t)cli_parse_u64(cmd, optarg);
+			nsid = (uint32_t)cli_parse_max(cmd, "--nsid", optarg, false, UINT32_MAX);
 			break;
 		case 'b':
 			slba = cli_parse_u64(cmd, optarg);
 			break;
 		case 'c':
-			nlb = cli_parse_u64(cmd, optarg);
+			nlb = cli_parse_max(cmd, "--block-count", optarg, false, UINT32_MAX);
 			break;
 		case 'd':
 			data = optarg;

@@ -65,7 +65,8 @@ struct perf_worker {
 	uint64_t rng;
 	int phase; /* verify: 0 write pass, 1 read passes */
 	uint64_t verify_written;
-	_Atomic uint64_t done_ios, done_bytes;
+	_Atomic uint64_t done_ios, done_bytes; /* successful completions only */
+	_Atomic uint64_t completed;	       /* every completion, failed ones too */
 	uint64_t errors, mismatches, verified;
 	int fatal;
 	struct perf_hist hist;
@@ -205,7 +206,8 @@ static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 	const struct perf_cfg *cfg = w->cfg;
 	uint32_t nblocks = cfg->io_size / cfg->lba_size;
 
-	perf_hist_add(&w->hist, perf_now_ns() - io->start_ns);
+	/* A failed I/O is an error, not throughput: it stays out of IOPS, MiB/s and latency. */
+	atomic_fetch_add_explicit(&w->completed, 1, memory_order_relaxed);
 	if (cpl->err || cpl->status) {
 		char msg[160];
 
@@ -214,14 +216,18 @@ static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 				w->idx, io->read ? "read" : "write", io->slba,
 				nvtcp_result_str(cpl->err ? cpl->err : cpl->status, msg,
 						 sizeof(msg)));
-	} else if (cfg->verify && io->read) {
-		unsigned bad = perf_check(io->buf, io->slba, nblocks, cfg->lba_size, cfg->gen);
+	} else {
+		perf_hist_add(&w->hist, perf_now_ns() - io->start_ns);
+		if (cfg->verify && io->read) {
+			unsigned bad =
+				perf_check(io->buf, io->slba, nblocks, cfg->lba_size, cfg->gen);
 
-		w->mismatches += bad;
-		__atomic_fetch_add(&w->verified, nblocks - bad, __ATOMIC_RELAXED);
+			w->mismatches += bad;
+			__atomic_fetch_add(&w->verified, nblocks - bad, __ATOMIC_RELAXED);
+		}
+		atomic_fetch_add_explicit(&w->done_ios, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->done_bytes, cfg->io_size, memory_order_relaxed);
 	}
-	atomic_fetch_add_explicit(&w->done_ios, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&w->done_bytes, cfg->io_size, memory_order_relaxed);
 	if (!atomic_load_explicit(&perf_stop, memory_order_relaxed) && !w->fatal)
 		perf_submit(io);
 }
@@ -287,7 +293,8 @@ static int perf_submit(struct perf_io *io)
 
 static void perf_verify_wdone(struct perf_worker *w)
 {
-	w->verify_written = atomic_load(&w->done_ios);
+	/* Failed writes end the pass too (they are reported, and fail the run). */
+	w->verify_written = atomic_load(&w->completed);
 }
 
 static void *perf_worker_main(void *arg)
@@ -391,7 +398,7 @@ static void perf_parse_cpus(const char *s, struct perf_cfg *c)
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (c->nr_cpus == sizeof(c->cpus) / sizeof(c->cpus[0]))
 			break;
-		c->cpus[c->nr_cpus++] = (int)cli_parse_u64("perf", tok);
+		c->cpus[c->nr_cpus++] = (int)cli_parse_max("perf", "--cores", tok, false, CPU_SETSIZE - 1);
 	}
 	free(copy);
 }
@@ -434,10 +441,10 @@ int perf_main(int argc, char **argv)
 			perf_usage();
 			return 0;
 		case 'q':
-			cfg.depth = (unsigned)cli_parse_u64("perf", optarg);
+			cfg.depth = (unsigned)cli_parse_max("perf", "--depth", optarg, false, 4096);
 			break;
 		case 'o':
-			cfg.io_size = (uint32_t)cli_parse_size("perf", optarg);
+			cfg.io_size = (uint32_t)cli_parse_max("perf", "--io-size", optarg, true, UINT32_MAX);
 			break;
 		case 'w':
 			if (perf_parse_pattern(optarg, &cfg) < 0)
@@ -447,19 +454,19 @@ int perf_main(int argc, char **argv)
 					optarg);
 			break;
 		case 'M':
-			cfg.read_pct = (unsigned)cli_parse_u64("perf", optarg);
+			cfg.read_pct = (unsigned)cli_parse_max("perf", "--read-pct", optarg, false, 100);
 			break;
 		case 't':
-			cfg.seconds = (unsigned)cli_parse_u64("perf", optarg);
+			cfg.seconds = (unsigned)cli_parse_max("perf", "--time", optarg, false, 86400);
 			break;
 		case 'c':
 			perf_parse_cpus(optarg, &cfg);
 			break;
 		case 'N':
-			cfg.nsid = (uint32_t)cli_parse_u64("perf", optarg);
+			cfg.nsid = (uint32_t)cli_parse_max("perf", "--nsid", optarg, false, UINT32_MAX);
 			break;
 		case CLI_OPT_QUEUES:
-			cfg.nr_queues = (unsigned)cli_parse_u64("perf", optarg);
+			cfg.nr_queues = (unsigned)cli_parse_max("perf", "--queues", optarg, false, 256);
 			queues_set = true;
 			break;
 		case CLI_OPT_BUSY_POLL:

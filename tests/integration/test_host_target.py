@@ -190,6 +190,23 @@ def t_err_lba(port):
     check(rc != 0 and "LBA Out of Range" in err, "write past the end: rc %d %r" % (rc, err))
 
 
+def t_err_range(port):
+    """Numbers that do not fit their 32-bit field, or a size overflowing 64 bits, are refused
+    by name before connecting (nothing listens on port): no silent truncation."""
+    for args, msg in [
+            (["read", "-c", "5000000000"], "--block-count: 5000000000 is more than 4294967295"),
+            (["write", "-N", "4294967297"], "--nsid: 4294967297 is more than 4294967295"),
+            (["identify", "-N", "4294967296"], "--nsid: 4294967296 is more than 4294967295"),
+            (["perf", "-o", "4G"], "--io-size: 4294967296 is more than 4294967295"),
+            (["perf", "-o", "17179869184G"], "'17179869184G' is more than 18446744073709551615"),
+            (["perf", "-q", "4294967297"], "--depth: 4294967297 is more than 4096"),
+            (["perf", "--queues", "4294967297"], "--queues: 4294967297 is more than 256"),
+            (["perf", "-t", "4294967297"], "--time: 4294967297 is more than 86400")]:
+        rc, _, err = nvtcp(args, port, MEM0, stdin=b"", check_rc=False)
+        check(rc == 1 and msg in err, "%s: rc %d, %r" % (" ".join(args), rc, err))
+        check("connection refused" not in err, "%s: connected first: %r" % (args, err))
+
+
 def t_4k_ns(port):
     _, out, _ = nvtcp(["identify", "-N", "2", "--json"], port, FILE0)
     n = json.loads(out)["namespace"]
@@ -364,7 +381,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..18")
+    print("1..19")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
@@ -386,6 +403,8 @@ def main():
         case("unknown subsystem NQN: readable error, exit 1", t_err_nqn, port)
         case("nothing listening: 'is nvtcpd running' hint", t_err_refused)
         case("LBA out of range: readable NVMe status", t_err_lba, port)
+        case("out-of-range numbers refused by option name, before connecting", t_err_range,
+             free_port())
     finally:
         rc = tgt.stop()
     case("nvtcpd (default config) exits 0 on SIGTERM, no sanitizer report",

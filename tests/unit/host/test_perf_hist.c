@@ -68,10 +68,38 @@ static void test_uniform(void)
 	free(h);
 }
 
+/* Failed completions (transport error or NVMe status) are counted as errors only: IOPS, MiB/s
+ * and the latency histogram hold successful I/O alone. */
+static void test_errors_not_throughput(void)
+{
+	struct perf_cfg cfg = {.io_size = 4096, .lba_size = 512};
+	struct perf_worker *w = calloc(1, sizeof(*w));
+	struct perf_io io = {.slba = 8, .read = true};
+	const struct nvtcp_cpl ok = {0}, bad_status = {.status = 0x0281}, bad_err = {.err = -EIO};
+
+	TAP_CHECK(w != NULL);
+	w->cfg = &cfg;
+	io.w = w;
+	atomic_store(&perf_stop, true); /* no resubmission from the callback */
+	io.start_ns = perf_now_ns();
+	perf_done(&io, &ok);
+	perf_done(&io, &bad_status);
+	perf_done(&io, &bad_err);
+	perf_done(&io, &ok);
+	TAP_CHECK_EQ(w->errors, 2);
+	TAP_CHECK_EQ(atomic_load(&w->completed), 4);
+	TAP_CHECK_EQ(atomic_load(&w->done_ios), 2);
+	TAP_CHECK_EQ(atomic_load(&w->done_bytes), 2 * 4096);
+	TAP_CHECK_EQ(w->hist.count, 2);
+	atomic_store(&perf_stop, false);
+	free(w);
+}
+
 int main(void)
 {
 	TAP_RUN(test_bucket_bounds);
 	TAP_RUN(test_percentiles_known);
 	TAP_RUN(test_uniform);
+	TAP_RUN(test_errors_not_throughput);
 	return tap_done();
 }
