@@ -306,7 +306,8 @@ static int cmd_identify(int argc, char **argv)
 			return 0;
 		}
 		if (opt == 'N')
-			nsid = (uint32_t)cli_parse_max("identify", "--nsid", optarg, false, UINT32_MAX);
+			nsid = (uint32_t)cli_parse_max("identify", "--nsid", optarg, false,
+						       UINT32_MAX);
 		else if (!cli_transport_opt(opt, optarg, &o, &json))
 			cli_die("identify", "unknown option; see 'nvtcp identify --help'");
 	}

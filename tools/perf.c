@@ -398,7 +398,8 @@ static void perf_parse_cpus(const char *s, struct perf_cfg *c)
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (c->nr_cpus == sizeof(c->cpus) / sizeof(c->cpus[0]))
 			break;
-		c->cpus[c->nr_cpus++] = (int)cli_parse_max("perf", "--cores", tok, false, CPU_SETSIZE - 1);
+		c->cpus[c->nr_cpus++] =
+			(int)cli_parse_max("perf", "--cores", tok, false, CPU_SETSIZE - 1);
 	}
 	free(copy);
 }
@@ -444,7 +445,8 @@ int perf_main(int argc, char **argv)
 			cfg.depth = (unsigned)cli_parse_max("perf", "--depth", optarg, false, 4096);
 			break;
 		case 'o':
-			cfg.io_size = (uint32_t)cli_parse_max("perf", "--io-size", optarg, true, UINT32_MAX);
+			cfg.io_size = (uint32_t)cli_parse_max("perf", "--io-size", optarg, true,
+							      UINT32_MAX);
 			break;
 		case 'w':
 			if (perf_parse_pattern(optarg, &cfg) < 0)
@@ -454,19 +456,23 @@ int perf_main(int argc, char **argv)
 					optarg);
 			break;
 		case 'M':
-			cfg.read_pct = (unsigned)cli_parse_max("perf", "--read-pct", optarg, false, 100);
+			cfg.read_pct =
+				(unsigned)cli_parse_max("perf", "--read-pct", optarg, false, 100);
 			break;
 		case 't':
-			cfg.seconds = (unsigned)cli_parse_max("perf", "--time", optarg, false, 86400);
+			cfg.seconds =
+				(unsigned)cli_parse_max("perf", "--time", optarg, false, 86400);
 			break;
 		case 'c':
 			perf_parse_cpus(optarg, &cfg);
 			break;
 		case 'N':
-			cfg.nsid = (uint32_t)cli_parse_max("perf", "--nsid", optarg, false, UINT32_MAX);
+			cfg.nsid = (uint32_t)cli_parse_max("perf", "--nsid", optarg, false,
+							   UINT32_MAX);
 			break;
 		case CLI_OPT_QUEUES:
-			cfg.nr_queues = (unsigned)cli_parse_max("perf", "--queues", optarg, false, 256);
+			cfg.nr_queues =
+				(unsigned)cli_parse_max("perf", "--queues", optarg, false, 256);
 			queues_set = true;
 			break;
 		case CLI_OPT_BUSY_POLL:

@@ -621,10 +621,7 @@ static void host_exec_cb(void *arg, const struct nvtcp_cpl *cpl)
 	x->done = true;
 }
 
-/* host_conn_exec gives up on its command: x and the caller's buffer die when it returns, so
- * the command must not stay in flight (fail the queue) nor be held for host_conn_harvest()
- * with hold_on_fail (drop it: its callback would write into a dead stack frame). */
-static void host_exec_abandon(struct host_conn *c, struct host_exec_ctx *x, int err)
+void host_conn_abandon(struct host_conn *c, nvtcp_cb cb, void *arg, int err)
 {
 	if (c->state < HOST_CONN_FAILED)
 		host_conn_fail(c, err);
@@ -632,9 +629,17 @@ static void host_exec_abandon(struct host_conn *c, struct host_exec_ctx *x, int 
 	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
 		struct host_req *req = &c->reqs[i];
 
-		if (req->busy && req->cb == host_exec_cb && req->arg == x && !req->sends)
+		if (req->busy && req->cb == cb && req->arg == arg && !req->sends)
 			host_req_release(c, req);
 	}
+}
+
+/* host_conn_exec gives up on its command: x and the caller's buffer die when it returns, so
+ * the command must not stay in flight (fail the queue) nor be held for host_conn_harvest()
+ * with hold_on_fail (drop it: its callback would write into a dead stack frame). */
+static void host_exec_abandon(struct host_conn *c, struct host_exec_ctx *x, int err)
+{
+	host_conn_abandon(c, host_exec_cb, x, err);
 }
 
 int host_conn_exec(struct host_conn *c, const struct wire_sqe *sqe, void *buf, size_t len,

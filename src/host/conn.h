@@ -124,6 +124,11 @@ typedef void (*host_harvest_fn)(void *ctx, const struct wire_sqe *sqe, const str
  * to fn and free its slot; their callbacks have not run and become fn's responsibility.
  * Returns the number harvested. */
 unsigned host_conn_harvest(struct host_conn *c, host_harvest_fn fn, void *ctx);
+/* A synchronous caller gives up on its command(s) (cb, arg) before returning: fail the queue
+ * with err (if not failed yet), tear the stream down so it lets go of every buffer, and drop
+ * those commands without running cb, held ones included: afterwards nothing writes into
+ * their buffers or arg. Other commands complete (or are held) as usual. Queue's thread. */
+void host_conn_abandon(struct host_conn *c, nvtcp_cb cb, void *arg, int err);
 /* Tear down (fails what is outstanding with -ECONNABORTED, held commands too) and free. */
 void host_conn_close(struct host_conn *c);
 

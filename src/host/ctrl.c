@@ -1392,6 +1392,21 @@ static void ctrl_sync_cb(void *arg, const struct nvtcp_cpl *cpl)
 	s->done = true;
 }
 
+/* ctrl_sync_rw gives up on its command (s and the caller's buffer die when it returns): fail
+ * the connection and drop the command from it, and from the commands held for a reconnect,
+ * so that no callback and no data transfer happen after the return. */
+static void ctrl_sync_abandon(struct nvtcp_io_queue *q, struct ctrl_sync *s, int err)
+{
+	unsigned n = q->nr_held;
+
+	if (q->conn)
+		host_conn_abandon(q->conn, ctrl_sync_cb, s, err);
+	q->nr_held = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (q->held[i].cb != ctrl_sync_cb || q->held[i].arg != s)
+			q->held[q->nr_held++] = q->held[i];
+}
+
 static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
 			uint32_t nlb, void *buf, size_t len, unsigned flags)
 {
@@ -1429,8 +1444,10 @@ static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, ui
 				deadline = host_now_ms() + (uint64_t)ctrl->io_timeout_ms;
 			}
 			r = nvtcp_queue_wait(q, 100);
-			if (r < 0 && !s.done)
+			if (r < 0 && !s.done) {
+				ctrl_sync_abandon(q, &s, r);
 				return r;
+			}
 		}
 		if (s.cpl.err)
 			return s.cpl.err;

@@ -509,10 +509,14 @@ void tgt_admin_set_features(struct tgt_req *req)
 		break;
 	}
 	case NVME_FEAT_ASYNC_EVENT:
-		if (cdw11 & ~admin_aen_supported(ctrl))
+		if (cdw11 & ~admin_aen_supported(ctrl)) {
 			status = TGT_GENERIC(NVME_SC_INVALID_FIELD);
-		else
-			ctrl->aen_enabled = cdw11;
+			break;
+		}
+		/* tgt_ctrl_add_event() reads it under the lock, from any thread. */
+		pthread_mutex_lock(&ctrl->lock);
+		ctrl->aen_enabled = cdw11;
+		pthread_mutex_unlock(&ctrl->lock);
 		break;
 	case NVME_FEAT_KATO:
 		ctrl->kato_ms = cdw11;

@@ -85,7 +85,8 @@ struct tgt_ctrl {
 	struct loop_timer ka_timer;
 	atomic_uint_least64_t last_activity_ms;
 
-	/* features */
+	/* features (nr_io_queues, queues_set, aen_enabled: written on the admin thread under
+	 * ctrl->lock, read under it elsewhere) */
 	uint16_t nr_io_queues; /* granted by Set Features Number of Queues */
 	bool queues_set;
 	uint32_t aen_enabled; /* Asynchronous Event Configuration */

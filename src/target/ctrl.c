@@ -380,10 +380,13 @@ static bool ctrl_cc_valid(const struct tgt_ctrl *ctrl, uint32_t cc)
 	return (cc >> NVME_CC_IOSQES_SHIFT & 0xf) == 6 && (cc >> NVME_CC_IOCQES_SHIFT & 0xf) == 4;
 }
 
+/* Admin thread, ctrl->lock not held: I/O-queue Connects read these under it. */
 static void ctrl_reset_features(struct tgt_ctrl *ctrl)
 {
+	pthread_mutex_lock(&ctrl->lock);
 	ctrl->nr_io_queues = ctrl->subsys->is_discovery ? 0 : TGT_MAX_QUEUES;
 	ctrl->queues_set = false;
+	pthread_mutex_unlock(&ctrl->lock);
 	atomic_store(&ctrl->vwc_enabled, true);
 }
 

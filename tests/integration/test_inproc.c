@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -338,6 +339,61 @@ out:
 	free(zero);
 }
 
+/* poll(2) itself fails (EINVAL: nfds above a soft RLIMIT_NOFILE of 0) while nvtcp_read()'s
+ * command is in flight: the call returns the error, and nothing completes into its buffer (or
+ * its stack frame) afterwards: the command was abandoned with the failed queue. */
+static void test_sync_poll_failure(void)
+{
+	struct nvtcp_ctrl_opts o = {.traddr = "127.0.0.1",
+				    .trsvcid = inproc_port,
+				    .subnqn = INPROC_NQN,
+				    .hostnqn = "nqn.2014-08.org.nvmexpress:uuid:"
+					       "0b9c3c52-6a3e-4c55-9f1c-3e1d2c7a4b11",
+				    .nr_io_queues = 1,
+				    .queue_size = 8,
+				    .ctrl_loss_tmo_ms = NVTCP_NO_RECONNECT};
+	const size_t len = 64 * 1024;
+	uint8_t *buf = malloc(len), *untouched = malloc(len);
+	struct nvtcp_ctrl *ctrl = NULL;
+	struct nvtcp_io_queue *q;
+	struct rlimit old, none;
+	char err[256] = "";
+	int r;
+
+	if (!inproc_tgt || !buf || !untouched) {
+		TAP_CHECK(inproc_tgt && buf && untouched);
+		goto out;
+	}
+	TAP_CHECK_EQ(nvtcp_ctrl_connect(&o, &ctrl, err, sizeof(err)), 0);
+	if (!ctrl) {
+		fprintf(stderr, "# connect: %s\n", err);
+		goto out;
+	}
+	q = nvtcp_ctrl_io_queue(ctrl, 0);
+	inproc_fill(buf, 4096, (unsigned)len);
+	TAP_CHECK_EQ(nvtcp_write(q, 1, 4096, (uint32_t)(len / INPROC_BS), buf, len, 0), 0);
+
+	TAP_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+	none = (struct rlimit){.rlim_cur = 0, .rlim_max = old.rlim_max};
+	TAP_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+	r = nvtcp_read(q, 1, 4096, (uint32_t)(len / INPROC_BS), buf, len);
+	TAP_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+	TAP_CHECK_EQ(r, -EINVAL);
+
+	/* The answer has arrived (or is on its way): polling on must not deliver it. */
+	memset(buf, 0xa5, len);
+	memset(untouched, 0xa5, len);
+	for (int i = 0; i < 5; i++)
+		nvtcp_queue_wait(q, 20);
+	TAP_CHECK_MEM(buf, untouched, len);
+	TAP_CHECK_EQ(nvtcp_queue_outstanding(q), 0);
+	TAP_CHECK(nvtcp_queue_wait(q, 0) < 0); /* the queue was failed */
+	nvtcp_ctrl_disconnect(ctrl);
+out:
+	free(buf);
+	free(untouched);
+}
+
 static void test_stop(void)
 {
 	if (inproc_ctrl)
@@ -357,6 +413,7 @@ int main(void)
 	TAP_RUN(test_admin);
 	TAP_RUN(test_async);
 	TAP_RUN(test_misc_cmds);
+	TAP_RUN(test_sync_poll_failure);
 	TAP_RUN(test_stop);
 	return tap_done();
 }
