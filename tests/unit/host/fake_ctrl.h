@@ -54,6 +54,8 @@ static inline int fake_ctrl_socketpair(int *host_fd, int *ctrl_fd, struct pdu_pa
 {
 	int sv[2];
 
+	*host_fd = -1;
+	*ctrl_fd = -1;
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 		return -errno;
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);

@@ -110,7 +110,7 @@ static int fake_open(struct fake *f, bool hd, bool dd, uint32_t incap, bool icre
 				   .ddgst = dd,
 				   .incapsule_max = incap,
 				   .name = "test q1"};
-	int hfd;
+	int hfd = -1;
 
 	memset(f, 0, sizeof(*f));
 	if (fake_ctrl_socketpair(&hfd, &f->fd, &f->p) < 0)
