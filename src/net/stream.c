@@ -322,8 +322,9 @@ int stream_flush(struct stream *s)
 
 /* ---- fatal errors ----------------------------------------------------------------------- */
 
-/* Write all of iov within a few short waits. Returns 0 or -errno. */
-static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt)
+/* Write all of iov within a few short waits (max_waits of 100 ms each; 0: never wait, what
+ * does not fit now is dropped). Returns 0 or -errno (-EAGAIN when it did not fit). */
+static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt, int max_waits)
 {
 	int waits = 0;
 
@@ -333,8 +334,10 @@ static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt)
 		if (n == -EAGAIN) {
 			struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
 
-			/* at most ~300 ms: the connection is being torn down anyway */
-			if (++waits > 3 || poll(&pfd, 1, 100) < 0)
+			if (max_waits == 0)
+				return -EAGAIN;
+			/* bounded: the connection is being torn down anyway */
+			if (++waits > max_waits || poll(&pfd, 1, 100) < 0)
 				return -ETIMEDOUT;
 			continue;
 		}
@@ -356,15 +359,15 @@ static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt)
 		int ret = s->io->flush(s);
 		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
 
-		if (ret != -EAGAIN)
+		if (ret != -EAGAIN || max_waits == 0)
 			return ret;
-		if (++waits > 3 || poll(&pfd, 1, 100) < 0)
+		if (++waits > max_waits || poll(&pfd, 1, 100) < 0)
 			return -ETIMEDOUT;
 	}
 	return 0;
 }
 
-void stream_send_term_req(struct stream *s)
+static void stream_term_req(struct stream *s, int max_waits)
 {
 	uint8_t buf[PDU_TERM_REQ_MAX];
 	struct iovec iov[STREAM_TX_IOV_MAX + 1];
@@ -393,9 +396,22 @@ void stream_send_term_req(struct stream *s)
 	iov[cnt].iov_base = buf;
 	iov[cnt].iov_len = len;
 	cnt++;
-	int ret = stream_write_bounded(s, iov, cnt);
+	int ret = stream_write_bounded(s, iov, cnt, max_waits);
 	if (ret < 0)
 		log_warn("stream fd %d: TermReq (FES %02xh) not sent: %s", s->fd, s->err.fes,
-			 strerror(-ret));
+			 ret == -EAGAIN ? "socket full, peer not reading" : strerror(-ret));
 	shutdown(s->fd, SHUT_WR);
+}
+
+void stream_send_term_req(struct stream *s)
+{
+	/* at most ~300 ms (twice that with TLS records still to flush) */
+	stream_term_req(s, 3);
+}
+
+void stream_send_term_req_nowait(struct stream *s)
+{
+	/* On a shared loop a peer that stopped reading must not stall every other connection;
+	 * if the TermReq does not fit now, that peer would not read it anyway. */
+	stream_term_req(s, 0);
 }

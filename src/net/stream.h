@@ -134,5 +134,9 @@ static inline bool stream_rx_pending(const struct stream *s)
 /* Best effort: build a TermReq from s->err and the current header, write it synchronously
  * (short bounded attempt, ignoring what is queued), then shut the socket down for writing. */
 void stream_send_term_req(struct stream *s);
+/* Same, but never waits: the TermReq (and the rest of a tx cut in the middle) is written only
+ * as far as the socket takes it now; the remainder is dropped. For event loops shared by many
+ * connections (the target), where a peer that stopped reading must not stall the others. */
+void stream_send_term_req_nowait(struct stream *s);
 
 #endif

@@ -295,15 +295,28 @@ static void admin_put128(uint8_t *p, uint64_t v)
 	le64_put(p, v);
 }
 
-static void admin_stats_add(struct tgt_io_stats *sum, struct tgt_ns *ns)
+/* Totals of the SMART traffic counters (summed from the per-thread shares). */
+struct admin_stats_sum {
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t reads;
+	uint64_t writes;
+	uint64_t media_errors;
+};
+
+static void admin_stats_add(struct admin_stats_sum *sum, struct tgt_ns *ns)
 {
 	struct tgt_io_stats *st = &tgt_core_ns(ns)->stats;
 
-	atomic_fetch_add(&sum->bytes_read, atomic_load(&st->bytes_read));
-	atomic_fetch_add(&sum->bytes_written, atomic_load(&st->bytes_written));
-	atomic_fetch_add(&sum->reads, atomic_load(&st->reads));
-	atomic_fetch_add(&sum->writes, atomic_load(&st->writes));
-	atomic_fetch_add(&sum->media_errors, atomic_load(&st->media_errors));
+	for (unsigned i = 0; i < TGT_MAX_THREADS; i++) {
+		struct tgt_io_thread_stats *t = &st->thread[i];
+
+		sum->bytes_read += atomic_load_explicit(&t->bytes_read, memory_order_relaxed);
+		sum->bytes_written += atomic_load_explicit(&t->bytes_written, memory_order_relaxed);
+		sum->reads += atomic_load_explicit(&t->reads, memory_order_relaxed);
+		sum->writes += atomic_load_explicit(&t->writes, memory_order_relaxed);
+	}
+	sum->media_errors += atomic_load_explicit(&st->media_errors, memory_order_relaxed);
 }
 
 static void admin_log_smart(struct tgt_req *req)
@@ -311,7 +324,7 @@ static void admin_log_smart(struct tgt_req *req)
 	struct tgt_ctrl *ctrl = req->queue->ctrl;
 	struct tgt_subsys *s = ctrl->subsys;
 	uint32_t nsid = le32_get(req->sqe.nsid);
-	struct tgt_io_stats sum = {0};
+	struct admin_stats_sum sum = {0};
 	struct nvme_smart_log log = {0};
 	uint64_t hours;
 
@@ -330,14 +343,14 @@ static void admin_log_smart(struct tgt_req *req)
 		admin_stats_add(&sum, ns);
 	}
 	/* Data units: thousands of 512-byte units, rounded up. */
-	admin_put128(log.data_units_read, (atomic_load(&sum.bytes_read) / 512 + 999) / 1000);
-	admin_put128(log.data_units_written, (atomic_load(&sum.bytes_written) / 512 + 999) / 1000);
-	admin_put128(log.host_reads, atomic_load(&sum.reads));
-	admin_put128(log.host_writes, atomic_load(&sum.writes));
+	admin_put128(log.data_units_read, (sum.bytes_read / 512 + 999) / 1000);
+	admin_put128(log.data_units_written, (sum.bytes_written / 512 + 999) / 1000);
+	admin_put128(log.host_reads, sum.reads);
+	admin_put128(log.host_writes, sum.writes);
 	hours = (tgt_now_ms() - tgt_core_subsys(s)->created_ms) / 3600000;
 	admin_put128(log.power_on_hours, hours);
 	admin_put128(log.power_cycles, 1);
-	admin_put128(log.media_errors, atomic_load(&sum.media_errors));
+	admin_put128(log.media_errors, sum.media_errors);
 	pthread_mutex_lock(&ctrl->lock);
 	admin_put128(log.num_err_log_entries, ctrl->err_count);
 	pthread_mutex_unlock(&ctrl->lock);

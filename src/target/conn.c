@@ -756,7 +756,8 @@ static void tgt_conn_recv(struct tgt_conn *c)
 			 (unsigned)c->stream.err.fes, c->stream.err.fei);
 		/* what this turn already answered goes first (best effort, never blocks) */
 		(void)stream_flush(&c->stream);
-		stream_send_term_req(&c->stream);
+		/* never waits: a host that stopped reading must not stall this loop */
+		stream_send_term_req_nowait(&c->stream);
 		tgt_conn_close(c, "protocol error");
 	} else if (ret == -ECONNRESET) {
 		tgt_conn_close(c, "closed by peer");

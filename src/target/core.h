@@ -25,16 +25,33 @@
 /* NVMe-oF Disconnect submitted on the admin queue: Invalid Queue Type (SCT 1). */
 #define NVME_SC_INVALID_QUEUE_TYPE 0x90
 
-/* Per-namespace traffic counters (SMART), updated from every I/O thread. */
-struct tgt_io_stats {
-	atomic_uint_least64_t bytes_read;
+#define TGT_CACHE_LINE 64
+
+/* One thread's share of a namespace's traffic counters. Only the thread with that index writes
+ * it (relaxed load + store: no locked instruction on the I/O path); the SMART log sums the
+ * shares with relaxed loads. A cache line each, so I/O threads never share one. */
+struct tgt_io_thread_stats {
+	_Alignas(TGT_CACHE_LINE) atomic_uint_least64_t bytes_read;
 	atomic_uint_least64_t bytes_written;
 	atomic_uint_least64_t reads;
 	atomic_uint_least64_t writes;
-	atomic_uint_least64_t media_errors;
 };
 
-/* The core allocates every namespace inside this wrapper (container_of from struct tgt_ns). */
+/* Per-namespace traffic counters (SMART). */
+struct tgt_io_stats {
+	struct tgt_io_thread_stats thread[TGT_MAX_THREADS]; /* by tgt_thread.index */
+	atomic_uint_least64_t media_errors; /* rare: one shared counter, any thread */
+};
+
+/* Add v to a counter only the calling thread writes. */
+static inline void tgt_stat_add(atomic_uint_least64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+/* The core allocates every namespace inside this wrapper (container_of from struct tgt_ns),
+ * aligned to TGT_CACHE_LINE (aligned_alloc: the per-thread counters need it). */
 struct tgt_core_ns {
 	struct tgt_ns ns;
 	struct tgt_io_stats stats;

@@ -64,7 +64,9 @@ static void io_submit(struct tgt_req *req, struct tgt_ns *ns)
 static void io_rw_done(struct nvtcp_bio *bio, int status)
 {
 	struct tgt_req *req = bio->priv;
-	struct tgt_io_stats *st = &tgt_core_ns(req->ns)->stats;
+	/* done runs on the submitting (queue) thread: its own share, no locked adds */
+	struct tgt_io_thread_stats *st =
+		&tgt_core_ns(req->ns)->stats.thread[req->queue->thread->index];
 
 	if (status) {
 		io_fail_errno(req, status);
@@ -77,11 +79,11 @@ static void io_rw_done(struct nvtcp_bio *bio, int status)
 			req->iov = &req->lent_iov;
 			req->iovcnt = 1;
 		}
-		atomic_fetch_add_explicit(&st->reads, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&st->bytes_read, bio->length, memory_order_relaxed);
+		tgt_stat_add(&st->reads, 1);
+		tgt_stat_add(&st->bytes_read, bio->length);
 	} else {
-		atomic_fetch_add_explicit(&st->writes, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&st->bytes_written, bio->length, memory_order_relaxed);
+		tgt_stat_add(&st->writes, 1);
+		tgt_stat_add(&st->bytes_written, bio->length);
 	}
 	tgt_req_complete_status(req, 0, false);
 }

@@ -180,9 +180,11 @@ int tgt_subsys_add_ns(struct tgt_subsys *s, uint32_t nsid, struct nvtcp_backend 
 		return -EINVAL;
 	if (cs->ns_by_id[nsid])
 		return -EEXIST;
-	cns = calloc(1, sizeof(*cns));
+	/* over-aligned (per-thread counters on their own cache lines): calloc would not do */
+	cns = aligned_alloc(_Alignof(struct tgt_core_ns), sizeof(*cns));
 	if (!cns)
 		return -ENOMEM;
+	memset(cns, 0, sizeof(*cns));
 	ns = &cns->ns;
 	ns->nsid = nsid;
 	ns->subsys = s;

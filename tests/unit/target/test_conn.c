@@ -9,10 +9,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/le.h"
@@ -156,6 +158,7 @@ static struct tgt tgt;
 static struct tgt_thread th;
 static pthread_t loop_tid;
 static int hfd = -1;	     /* host end */
+static int tfd = -1;	     /* target end of the connection start() made (owned by it) */
 static struct pdu_params hp; /* host view of the negotiated parameters */
 
 static void *loop_main(void *arg)
@@ -178,6 +181,7 @@ static void start(const struct tgt_conn_opts *opts)
 	/* host side blocking, with a receive timeout so a broken target fails, not hangs */
 	setsockopt(hfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	tfd = sv[1];
 	TAP_CHECK_EQ(tgt_conn_create(&th, NULL, sv[1], opts, NULL), 0);
 	atomic_store(&destroyed, 0);
 	memset(&hp, 0, sizeof(hp));
@@ -905,6 +909,89 @@ static void test_peer_stops_reading(void)
 	stop();
 }
 
+static int second_fd;
+static atomic_int second_created;
+
+/* On the loop thread: a second connection on the same loop. */
+static void create_second(void *arg)
+{
+	atomic_store(&second_created, tgt_conn_create(&th, NULL, second_fd, NULL, NULL) == 0);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A host that stopped reading sends a bad PDU: the TermReq must not hold the loop thread
+ * (it used to wait up to 300 ms for socket space), other connections are served meanwhile. */
+static void test_term_to_full_socket_does_not_stall_loop(void)
+{
+	struct timeval tv = {.tv_sec = 3};
+	uint8_t bad[8] = {0x0f, 0, 8, 0, 8, 0, 0, 0};
+	int small = 4096, sv[2], hfd_a, hfd_b;
+	struct pdu_params hp_b;
+	struct wire_sqe sqe;
+
+	/* connection A: start() with a tiny target send buffer and host receive buffer */
+	start(NULL);
+	hfd_a = hfd;
+	setsockopt(hfd_a, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(tfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	/* connection B on the same loop; the loop thread runs, so create it there */
+	TAP_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	hfd_b = sv[0];
+	setsockopt(hfd_b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	second_fd = sv[1];
+	atomic_store(&second_created, 0);
+	loop_post(th.loop, create_second, NULL);
+	for (int i = 0; i < 100 && atomic_load(&second_created) == 0; i++)
+		usleep(1000);
+	TAP_CHECK_EQ(atomic_load(&second_created), 1);
+	hfd = hfd_b;
+	icreq(0, false, false, 0);
+	hp_b = hp;
+	do_read(1, 0, 512, false);
+
+	/* A: reads that fill the target's socket, never read by the host */
+	hfd = hfd_a;
+	icreq(0, false, false, 0);
+	for (uint16_t cid = 1; cid <= 2; cid++) {
+		sqe_rw(&sqe, NVME_IO_READ, cid, 0, 256 * 1024, false);
+		send_cmd(&sqe, NULL, 0, false);
+	}
+	/* the target's end of A stays unwritable: its send buffer is full */
+	struct pollfd pa = {.fd = tfd, .events = POLLOUT};
+	bool full = false;
+	for (int i = 0; i < 200 && !full; i++) {
+		usleep(5000);
+		full = poll(&pa, 1, 0) == 0;
+	}
+	TAP_CHECK(full);
+	TAP_CHECK_EQ(send_all(bad, sizeof(bad)), 0);
+	usleep(5000); /* the loop thread takes A's bad PDU first */
+
+	/* B is answered at once, not after a stall */
+	hfd = hfd_b;
+	hp = hp_b;
+	uint64_t t0 = mono_ms();
+	do_read(2, 8, 512, false);
+	uint64_t dt = mono_ms() - t0;
+	TAP_CHECK(dt < 100);
+	printf("# second connection answered in %llu ms\n", (unsigned long long)dt);
+
+	/* A is closed (its unread bytes make that a reset or an EOF) */
+	for (int i = 0; i < 200 && atomic_load(&destroyed) == 0; i++)
+		usleep(5000);
+	TAP_CHECK_EQ(atomic_load(&destroyed), 1);
+	close(hfd_a);
+	stop(); /* closes hfd (B) */
+}
+
 static void release_held(void *arg)
 {
 	struct tgt_req *r = held;
@@ -985,6 +1072,7 @@ int main(void)
 	TAP_RUN(test_no_connect_closed);
 	TAP_RUN(test_host_eof);
 	TAP_RUN(test_peer_stops_reading);
+	TAP_RUN(test_term_to_full_socket_does_not_stall_loop);
 	TAP_RUN(test_close_waits_for_core);
 	return tap_done();
 }
