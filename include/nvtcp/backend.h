@@ -47,6 +47,11 @@ struct nvtcp_bio {
 	 * range (a reader sees whatever is there when it copies them out). */
 	bool lend;
 	const void *lent;
+	/* WRITE only: the data is already in place, written by the caller straight into the
+	 * memory nvtcp_backend_write_place() returned for exactly [offset, offset + length); the
+	 * backend copies nothing and only completes the bio (iov must still cover length, e.g. a
+	 * single iovec pointing at that memory). */
+	bool in_place;
 	/* private to the backend: links bios waiting for a free slot when more than the channel's
 	 * depth (256 for file/block) are in flight; no need to initialise */
 	struct nvtcp_bio *next_queued;
@@ -86,6 +91,18 @@ enum nvtcp_backend_type nvtcp_backend_type(const struct nvtcp_backend *be);
 /* Parse "memory", "file", "block" (or "bdev"), "null". Returns -EINVAL if unknown. */
 int nvtcp_backend_type_parse(const char *name, enum nvtcp_backend_type *out);
 const char *nvtcp_backend_type_name(enum nvtcp_backend_type type);
+
+/* Zero-copy writes: for a backend that keeps the namespace in process memory (memory), the
+ * address where the bytes of [offset, offset + length) live, so that a caller can receive a
+ * Write's data straight into place and then submit the WRITE with in_place set; NULL for other
+ * backends, a read-only backend, or a range that is out of bounds or not block-aligned.
+ * Ownership: the memory stays the backend's (valid until nvtcp_backend_close). Bytes stored
+ * there are the namespace's contents at once, visible to reads before the WRITE completes, and
+ * a transfer that stops half way leaves the range partly written: only for callers that cannot
+ * hand over bytes they have not verified (e.g. a connection without a data digest), and for
+ * which a Write that does not complete successfully may leave its range with old and new data,
+ * as NVMe allows for a command that failed or was aborted. Any thread. */
+void *nvtcp_backend_write_place(struct nvtcp_backend *be, uint64_t offset, uint64_t length);
 
 /* Per-thread channel. Returns 0 or -errno. */
 int nvtcp_backend_channel_open(struct nvtcp_backend *be, struct nvtcp_backend_channel **out);

@@ -198,6 +198,8 @@ static int backend_check_bio(const struct nvtcp_backend *be, const struct nvtcp_
 		return -EINVAL;
 	if (bio->op != NVTCP_BIO_READ && bio->op != NVTCP_BIO_WRITE)
 		return 0;
+	if (bio->op == NVTCP_BIO_WRITE && bio->in_place && !be->ops->write_place)
+		return -EINVAL;
 	if (bio->iovcnt < 0 || (bio->iovcnt && !bio->iov))
 		return -EINVAL;
 	for (int i = 0; i < bio->iovcnt && covered < bio->length; i++)
@@ -243,6 +245,17 @@ NVTCP_EXPORT int nvtcp_backend_submit(struct nvtcp_backend_channel *ch, struct n
 	if (ret < 0)
 		ch->inflight--;
 	return ret;
+}
+
+NVTCP_EXPORT void *nvtcp_backend_write_place(struct nvtcp_backend *be, uint64_t offset,
+					     uint64_t length)
+{
+	if (!be->ops->write_place || be->readonly || length == 0)
+		return NULL;
+	if (offset > be->size || length > be->size - offset ||
+	    ((offset | length) & (be->block_size - 1)))
+		return NULL;
+	return be->ops->write_place(be, offset, length);
 }
 
 NVTCP_EXPORT int nvtcp_backend_channel_fd(const struct nvtcp_backend_channel *ch)

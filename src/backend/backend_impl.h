@@ -29,6 +29,8 @@ struct backend_ops {
 	int (*channel_poll)(struct nvtcp_backend_channel *ch);
 	/* Block until every bio on ch has completed; NULL for inline types. */
 	void (*channel_drain)(struct nvtcp_backend_channel *ch);
+	/* nvtcp_backend_write_place after the common checks; NULL: not supported. */
+	void *(*write_place)(struct nvtcp_backend *be, uint64_t offset, uint64_t length);
 };
 
 struct nvtcp_backend {

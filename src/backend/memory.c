@@ -115,7 +115,10 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 		backend_buf_to_iov(bio->iov, bio->iovcnt, mb->data + bio->offset, bio->length);
 		break;
 	case NVTCP_BIO_WRITE:
-		backend_iov_to_buf(mb->data + bio->offset, bio->iov, bio->iovcnt, bio->length);
+		/* in place: the caller received the data into mem_write_place's memory */
+		if (!bio->in_place)
+			backend_iov_to_buf(mb->data + bio->offset, bio->iov, bio->iovcnt,
+					   bio->length);
 		break;
 	case NVTCP_BIO_WRITE_ZEROES:
 	case NVTCP_BIO_DISCARD:
@@ -129,10 +132,18 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 	return 0;
 }
 
+static void *mem_write_place(struct nvtcp_backend *be, uint64_t offset, uint64_t length)
+{
+	struct mem_backend *mb = container_of(be, struct mem_backend, base);
+
+	return mb->data + offset;
+}
+
 const struct backend_ops backend_memory_ops = {
 	.open = mem_open,
 	.close = mem_close,
 	.channel_open = mem_channel_open,
 	.channel_close = mem_channel_close,
 	.submit = mem_submit,
+	.write_place = mem_write_place,
 };

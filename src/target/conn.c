@@ -560,7 +560,8 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 		r->init_failed = true;
 	} else if (r->req.incapsule ? r->req.data_len != incap : incap != 0) {
 		tgt_creq_set_xport_status(r, NVME_SC_SGL_INVALID_DATA, true);
-	} else if (r->req.data_len > 0) {
+	} else if (r->req.data_len > 0 && !r->req.iov) {
+		/* (a Write that lands in the namespace itself already has req.iov) */
 		n = tgt_pool_get(&c->ct->pool, r->req.data_len, r->iov, TGT_REQ_CHUNKS_MAX);
 		if (n == -E2BIG) {
 			tgt_creq_set_xport_status(r, NVME_SC_SGL_INVALID_DATA, true);
@@ -576,7 +577,7 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 
 	if (incap == 0)
 		return 0;
-	if (r->nchunks > 0 && !r->xport_status && !r->init_failed) {
+	if (r->req.iov && !r->xport_status && !r->init_failed) {
 		struct iovec dst[PDU_RX_DST_MAX];
 
 		n = tgt_creq_slice(r, 0, incap, dst, PDU_RX_DST_MAX);

@@ -289,6 +289,19 @@ static int io_parse_rw(struct tgt_req *req, struct tgt_ns *ns, bool write)
 						       memory_order_relaxed));
 	req->bio.done = io_rw_done;
 	req->bio.lend = !write && req->lend_ok;
+	if (write && req->lend_ok && !req->iov) {
+		/* Zero-copy write: the transport receives the data straight into the namespace
+		 * (memory backend); req->iov tells it where, bio.in_place that it is there. */
+		void *place = nvtcp_backend_write_place(ns->backend, req->bio.offset, len);
+
+		if (place) {
+			req->lent_iov.iov_base = place;
+			req->lent_iov.iov_len = len;
+			req->iov = &req->lent_iov;
+			req->iovcnt = 1;
+			req->bio.in_place = true;
+		}
+	}
 	req->xfer = write ? TGT_XFER_TO_CTRL : TGT_XFER_FROM_CTRL;
 	req->execute = io_rw_execute;
 	return 0;

@@ -36,11 +36,12 @@
 #define TGT_MAX_QUEUES	      128 /* I/O queues per controller */
 #define TGT_MAX_QUEUE_DEPTH   128 /* MQES + 1 */
 #define TGT_ADMIN_QUEUE_DEPTH 32
-#define TGT_INCAPSULE_IO      16384 /* in-capsule data on I/O queues: IOCCSZ = (64 + this) / 16 */
-#define TGT_INCAPSULE_ADMIN   8192
-#define TGT_MAXH2CDATA	      (128 * 1024)
-#define TGT_AERL	      3 /* 0's based: 4 outstanding AERs */
-#define TGT_KATO_DEFAULT_MS   120000
+#define TGT_INCAPSULE_IO      (128 * 1024) /* in-capsule data on I/O queues: IOCCSZ = (64 + this) / 16 \
+					    */
+#define TGT_INCAPSULE_ADMIN 8192
+#define TGT_MAXH2CDATA	    (128 * 1024)
+#define TGT_AERL	    3 /* 0's based: 4 outstanding AERs */
+#define TGT_KATO_DEFAULT_MS 120000
 
 struct tgt;
 struct tgt_thread;
@@ -101,11 +102,15 @@ struct tgt_req {
 	void (*execute)(struct tgt_req *req); /* set by tgt_req_init */
 	struct tgt_ns *ns;		      /* I/O commands: resolved namespace */
 	struct nvtcp_bio bio;		      /* backend request for I/O commands */
-	/* transport: a Read may send the backend's own bytes instead of a copy (plain
-	 * connections: with a data digest the bytes must not change between CRC and send) */
+	/* transport: the backend's own memory may be used in place of a buffer (plain
+	 * connections only): a Read may send the backend's bytes instead of a copy (with a data
+	 * digest they must not change between CRC and send), and a Write may be received straight
+	 * into the namespace (with a data digest, bytes a digest would reject must not land) */
 	bool lend_ok;
 	/* core: a Read whose backend lent its bytes (bio.lend) has req->iov pointing here, at
-	 * memory the backend owns; the transport's own buffer (if any) stays its own */
+	 * memory the backend owns; the transport's own buffer (if any) stays its own. A Write
+	 * set up for in-place data (bio.in_place) by tgt_req_init has req->iov pointing here
+	 * before the transport allocates anything: the transport receives the data there. */
 	struct iovec lent_iov;
 	uint32_t sub_pending;	     /* core: outstanding sub-operations (DSM ranges) */
 	int sub_status;		     /* core: first error of the sub-operations */

@@ -22,7 +22,7 @@
 #define INPROC_BS     512
 #define INPROC_DEPTH  32
 #define INPROC_QUEUES 2
-#define INPROC_IO     (64 * 1024) /* bytes per async I/O: above the in-capsule size (R2T) */
+#define INPROC_IO     (256 * 1024) /* bytes per async I/O: above the in-capsule size (R2T) */
 
 static struct nvtcp_target *inproc_tgt;
 static pthread_t inproc_thread;

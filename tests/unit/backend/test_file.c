@@ -61,6 +61,23 @@ static void test_open_and_size(void)
 	TAP_CHECK_EQ(nvtcp_backend_block_size(be), 512);
 	TAP_CHECK_EQ(nvtcp_backend_type(be), NVTCP_BACKEND_FILE);
 	TAP_CHECK(nvtcp_backend_has_volatile_cache(be));
+	/* no zero-copy write placement: the data must go through write(2) */
+	TAP_CHECK(nvtcp_backend_write_place(be, 0, 512) == NULL);
+	{
+		struct nvtcp_backend_channel *ch = NULL;
+		static char blk[512];
+		struct iovec iov = {blk, sizeof(blk)};
+		struct nvtcp_bio bio = {.op = NVTCP_BIO_WRITE,
+					.length = 512,
+					.iov = &iov,
+					.iovcnt = 1,
+					.in_place = true,
+					.done = bt_done_fn};
+
+		TAP_CHECK_EQ(nvtcp_backend_channel_open(be, &ch), 0);
+		TAP_CHECK_EQ(nvtcp_backend_submit(ch, &bio), -EINVAL);
+		nvtcp_backend_channel_close(ch);
+	}
 	nvtcp_backend_close(be);
 
 	/* size 0: the file's own size, rounded down to whole blocks */
