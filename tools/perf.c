@@ -26,6 +26,9 @@
 #define PERF_VERIFY_REGION  (4ull << 20) /* bytes per worker in --verify */
 #define PERF_VERIFY_GRACE_S 60		 /* --verify runs past -t until every queue read back */
 
+/* perf's own long options, numbered after the shared ones (cli_util.h). */
+enum { PERF_OPT_NO_SQFC = CLI_OPT_COUNT + 1 };
+
 enum perf_pattern { PERF_READ, PERF_WRITE, PERF_RANDREAD, PERF_RANDWRITE, PERF_RW, PERF_RANDRW };
 
 struct perf_hist {
@@ -61,10 +64,13 @@ struct perf_worker {
 	unsigned idx;
 	struct perf_io *ios;
 	uint64_t region_start, region_blocks; /* in LBAs */
+	uint64_t slots;			      /* I/O-sized slots in the region */
+	uint32_t nblocks;		      /* LBAs per I/O */
 	uint64_t next_seq;		      /* next sequential block offset in the region */
 	uint64_t rng;
 	int phase; /* verify: 0 write pass, 1 read passes */
 	uint64_t verify_written;
+	uint64_t turn_ns; /* clock of this poll turn's completions; 0 until the first one */
 	_Atomic uint64_t done_ios, done_bytes; /* successful completions only */
 	_Atomic uint64_t completed;	       /* every completion, failed ones too */
 	uint64_t errors, mismatches, verified;
@@ -89,6 +95,12 @@ static uint64_t perf_rand(uint64_t *s)
 	*s ^= *s << 25;
 	*s ^= *s >> 27;
 	return *s * 2685821657736338717ull;
+}
+
+/* Uniform in [0, n) without a division: the high half of a 64x64-bit product. */
+static uint64_t perf_rand_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)perf_rand(s) * n) >> 64);
 }
 
 /* ---- histogram --------------------------------------------------------------------------- */
@@ -197,17 +209,32 @@ static unsigned perf_check(const uint8_t *buf, uint64_t slba, uint32_t nblocks, 
 
 /* ---- workers ----------------------------------------------------------------------------- */
 
-static int perf_submit(struct perf_io *io);
+static int perf_submit(struct perf_io *io, uint64_t now);
+
+/* Counters only the worker's thread writes, read by the main thread for progress: a relaxed
+ * load and store (plain moves on x86) instead of a locked read-modify-write per I/O. */
+static inline void perf_count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
 
 static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 {
 	struct perf_io *io = arg;
 	struct perf_worker *w = io->w;
 	const struct perf_cfg *cfg = w->cfg;
-	uint32_t nblocks = cfg->io_size / cfg->lba_size;
+	uint64_t now;
+
+	/* One clock read per poll turn, at its first completion: the completions of a turn and
+	 * the submissions they make share it. An I/O's start and end are thus both early by its
+	 * place in its turn; those errors cancel on average and stay under one turn's length. */
+	if (!w->turn_ns)
+		w->turn_ns = perf_now_ns();
+	now = w->turn_ns;
 
 	/* A failed I/O is an error, not throughput: it stays out of IOPS, MiB/s and latency. */
-	atomic_fetch_add_explicit(&w->completed, 1, memory_order_relaxed);
+	perf_count(&w->completed, 1);
 	if (cpl->err || cpl->status) {
 		char msg[160];
 
@@ -217,28 +244,29 @@ static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 				nvtcp_result_str(cpl->err ? cpl->err : cpl->status, msg,
 						 sizeof(msg)));
 	} else {
-		perf_hist_add(&w->hist, perf_now_ns() - io->start_ns);
+		perf_hist_add(&w->hist, now - io->start_ns);
 		if (cfg->verify && io->read) {
+			uint32_t nblocks = cfg->io_size / cfg->lba_size;
 			unsigned bad =
 				perf_check(io->buf, io->slba, nblocks, cfg->lba_size, cfg->gen);
 
 			w->mismatches += bad;
 			__atomic_fetch_add(&w->verified, nblocks - bad, __ATOMIC_RELAXED);
 		}
-		atomic_fetch_add_explicit(&w->done_ios, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&w->done_bytes, cfg->io_size, memory_order_relaxed);
+		perf_count(&w->done_ios, 1);
+		perf_count(&w->done_bytes, cfg->io_size);
 	}
 	if (!atomic_load_explicit(&perf_stop, memory_order_relaxed) && !w->fatal)
-		perf_submit(io);
+		perf_submit(io, now);
 }
 
-/* Choose the next operation for io and submit it. */
-static int perf_submit(struct perf_io *io)
+/* Choose the next operation for io and submit it; now is its start time. */
+static int perf_submit(struct perf_io *io, uint64_t now)
 {
 	struct perf_worker *w = io->w;
 	const struct perf_cfg *cfg = w->cfg;
-	uint32_t nblocks = cfg->io_size / cfg->lba_size;
-	uint64_t slots = w->region_blocks / nblocks, slot;
+	uint32_t nblocks = w->nblocks;
+	uint64_t slots = w->slots, slot;
 	int r;
 
 	if (cfg->verify) {
@@ -252,14 +280,17 @@ static int perf_submit(struct perf_io *io)
 			slot = w->next_seq++;
 			io->read = false;
 		} else {
-			slot = perf_rand(&w->rng) % slots;
+			slot = perf_rand_below(&w->rng, slots);
 			io->read = true;
 		}
 	} else {
-		if (cfg->random)
-			slot = perf_rand(&w->rng) % slots;
-		else
-			slot = w->next_seq++ % slots;
+		if (cfg->random) {
+			slot = perf_rand_below(&w->rng, slots);
+		} else {
+			if (w->next_seq >= slots)
+				w->next_seq = 0;
+			slot = w->next_seq++;
+		}
 		switch (cfg->pattern) {
 		case PERF_READ:
 		case PERF_RANDREAD:
@@ -277,7 +308,8 @@ static int perf_submit(struct perf_io *io)
 	io->slba = w->region_start + slot * nblocks;
 	if (!io->read && cfg->verify)
 		perf_stamp(io->buf, io->slba, nblocks, cfg->lba_size, cfg->gen);
-	io->start_ns = perf_now_ns();
+	/* --verify spends time stamping and checking blocks: keep it out of the latency. */
+	io->start_ns = cfg->verify ? perf_now_ns() : now;
 	if (io->read)
 		r = nvtcp_submit_read(w->q, cfg->nsid, io->slba, nblocks, io->buf, cfg->io_size, 0,
 				      perf_done, io);
@@ -311,9 +343,10 @@ static void *perf_worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	for (unsigned i = 0; i < cfg->depth; i++)
-		if (perf_submit(&w->ios[i]) < 0)
+		if (perf_submit(&w->ios[i], perf_now_ns()) < 0)
 			break;
 	while (!atomic_load(&perf_stop) && !w->fatal) {
+		w->turn_ns = 0;
 		r = cfg->busy_poll ? nvtcp_queue_poll(w->q, 0) : nvtcp_queue_wait(w->q, 100);
 		if (r < 0) {
 			w->fatal = r;
@@ -322,11 +355,9 @@ static void *perf_worker_main(void *arg)
 		if (cfg->verify && w->phase == 0) {
 			perf_verify_wdone(w);
 			/* The write pass is complete: refill the pipeline with reads. */
-			if (w->verify_written >=
-				    w->region_blocks / (cfg->io_size / cfg->lba_size) &&
-			    nvtcp_queue_outstanding(w->q) == 0)
+			if (w->verify_written >= w->slots && nvtcp_queue_outstanding(w->q) == 0)
 				for (unsigned i = 0; i < cfg->depth; i++)
-					perf_submit(&w->ios[i]);
+					perf_submit(&w->ios[i], perf_now_ns());
 		}
 	}
 	/* Drain what is in flight so buffers are ours again (through a reconnect, if one is
@@ -334,6 +365,7 @@ static void *perf_worker_main(void *arg)
 	uint64_t deadline = perf_now_ns() + cfg->drain_ms * 1000000ull;
 
 	while (nvtcp_queue_outstanding(w->q) > 0 && perf_now_ns() < deadline) {
+		w->turn_ns = 0;
 		r = nvtcp_queue_wait(w->q, 10);
 		if (r < 0) {
 			if (!w->fatal)
@@ -352,7 +384,7 @@ void perf_usage(void)
 	       "namespace\n\n"
 	       "SYNOPSIS\n  nvtcp perf -a ADDR -n NQN [-q DEPTH] [-o SIZE] [-w PATTERN] [-M PCT]\n"
 	       "             [-t SECONDS] [--queues N | -c CPUS] [--busy-poll] [--verify]\n"
-	       "             [--json] [--hdr-digest] [--data-digest]\n\n"
+	       "             [--json] [--hdr-digest] [--data-digest] [--disable-sqflow]\n\n"
 	       "DESCRIPTION\n"
 	       "  Keeps DEPTH commands in flight on each I/O queue (one thread per queue) for the\n"
 	       "  given time, prints a progress line every second and a summary with IOPS, MiB/s\n"
@@ -370,6 +402,9 @@ void perf_usage(void)
 	       "      --verify          write a pattern (LBA + run generation in every block) "
 	       "over\n"
 	       "                        4 MiB per queue, then read it back and compare\n"
+	       "      --disable-sqflow  ask the controller to skip SQ flow control (Connect\n"
+	       "                        CATTR bit 2): reads then complete with their last\n"
+	       "                        C2HData (SUCCESS flag), without a CapsuleResp\n"
 	       "      --json            print the summary as JSON\n\n"
 	       "EXIT STATUS\n  0 when every I/O succeeded (and verified), 1 otherwise.\n",
 	       CLI_TRANSPORT_HELP);
@@ -417,6 +452,7 @@ int perf_main(int argc, char **argv)
 					   {"queues", required_argument, NULL, CLI_OPT_QUEUES},
 					   {"busy-poll", no_argument, NULL, CLI_OPT_BUSY_POLL},
 					   {"verify", no_argument, NULL, CLI_OPT_VERIFY},
+					   {"disable-sqflow", no_argument, NULL, PERF_OPT_NO_SQFC},
 					   {0}};
 	struct perf_cfg cfg = {.depth = 32,
 			       .seconds = 10,
@@ -481,6 +517,9 @@ int perf_main(int argc, char **argv)
 		case CLI_OPT_VERIFY:
 			cfg.verify = true;
 			break;
+		case PERF_OPT_NO_SQFC:
+			o.disable_sqflow = true;
+			break;
 		default:
 			if (!cli_transport_opt(opt, optarg, &o, &cfg.json))
 				cli_die("perf", "unknown option; see 'nvtcp perf --help'");
@@ -543,6 +582,8 @@ int perf_main(int argc, char **argv)
 		w->q = nvtcp_ctrl_io_queue(ctrl, i);
 		w->region_start = (uint64_t)i * (cfg.nsze / cfg.nr_queues);
 		w->region_blocks = per;
+		w->nblocks = nblocks;
+		w->slots = per / nblocks;
 		w->rng = cfg.gen ^ (0x9e3779b97f4a7c15ull * (i + 1));
 		w->ios = calloc(cfg.depth, sizeof(*w->ios));
 		if (!w->ios)

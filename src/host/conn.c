@@ -60,6 +60,16 @@ static int host_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_
 	return len ? -1 : n;
 }
 
+/* Copy n iovecs. Most commands have one: a plain assignment, where a memcpy of a variable
+ * size is inlined as "rep movsq", whose start-up cost is several times the copy's. */
+static inline void host_iov_copy(struct iovec *dst, const struct iovec *src, int n)
+{
+	if (n == 1)
+		dst[0] = src[0];
+	else if (n > 1)
+		memcpy(dst, src, (size_t)n * sizeof(*src));
+}
+
 /* ---- request completion ------------------------------------------------------------------ */
 
 static void host_req_release(struct host_conn *c, struct host_req *req)
@@ -258,8 +268,7 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 	req->r2t_active = false;
 	req->sends = 0;
 	req->iovcnt = iovcnt;
-	if (iovcnt > 0) /* iov may be NULL for commands without data */
-		memcpy(req->iov, iov, (size_t)iovcnt * sizeof(*iov));
+	host_iov_copy(req->iov, iov, iovcnt); /* iov may be NULL for commands without data */
 	req->data_len = (uint32_t)len;
 	req->c2h_done = 0;
 	req->h2c_sent = 0;
@@ -289,7 +298,7 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 	tx->iov[0].iov_len = hl;
 	tx->iovcnt = 1;
 	if (incap) {
-		memcpy(&tx->iov[1], iov, (size_t)iovcnt * sizeof(*iov));
+		host_iov_copy(&tx->iov[1], iov, iovcnt);
 		tx->iovcnt += iovcnt;
 		if (c->params.ddgst) {
 			pdu_ddgst_put(req->cmd_ddgst, crc32c_iov(iov, iovcnt, len));
@@ -484,9 +493,22 @@ static int host_on_r2t(struct host_conn *c, const struct wire_r2t *r)
 	return 0;
 }
 
+static int host_on_pdu_dispatch(struct stream *s, struct host_conn *c);
+
 static int host_on_pdu(struct stream *s, void *ctx)
 {
 	struct host_conn *c = ctx;
+	int r = host_on_pdu_dispatch(s, c);
+
+	if (r == 0 && c->rx_expect && c->completions - c->rx_base >= c->rx_expect) {
+		c->rx_drained = true;
+		return -EINTR; /* stops stream_recv; host_conn_poll knows it is no error */
+	}
+	return r;
+}
+
+static int host_on_pdu_dispatch(struct stream *s, struct host_conn *c)
+{
 	const union wire_pdu *pdu = &s->rx.hdr;
 
 	if (pdu->ch.pdu_type == WIRE_PDU_ICRESP)
@@ -545,14 +567,18 @@ int host_conn_poll(struct host_conn *c, unsigned budget)
 		return c->err;
 	if (c->state != HOST_CONN_FAILED) {
 		c->in_poll = true;
+		c->rx_expect = c->state == HOST_CONN_LIVE ? c->outstanding : 0;
+		c->rx_base = c->completions;
+		c->rx_drained = false;
 		r = stream_flush(&c->stream);
 		if (r < 0 && r != -EAGAIN)
 			host_conn_fail(c, r);
 		if (c->state < HOST_CONN_FAILED) {
 			r = stream_recv(&c->stream, budget ? budget : HOST_RECV_BUDGET);
-			if (r < 0)
+			if (r < 0 && !(r == -EINTR && c->rx_drained))
 				host_conn_recv_error(c, r);
 		}
+		c->rx_expect = 0;
 		if (c->state < HOST_CONN_FAILED) {
 			/* Commands submitted by callbacks and H2CData answering R2Ts. */
 			r = stream_flush(&c->stream);

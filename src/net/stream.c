@@ -128,6 +128,8 @@ static int stream_process(struct stream *s, unsigned budget, unsigned *done)
 			/* Everything consumed (or nothing to do): the socket must speak next. */
 			return 0;
 		case PDU_EV_HEADER:
+			if (s->rx.data_len > 0)
+				s->rx_big = s->rx.data_len > STREAM_DIRECT_MIN;
 			if (s->cbs && s->cbs->on_header)
 				ret = s->cbs->on_header(s, s->ctx);
 			if (ret < 0)
@@ -185,6 +187,11 @@ static ssize_t stream_read(struct stream *s)
 	}
 	iov[cnt].iov_base = s->ring + s->ring_tail;
 	iov[cnt].iov_len = s->ring_size - s->ring_tail;
+	/* Large payloads flowing: take the next header(s) into the ring but leave the bulk of
+	 * the next payload in the socket, to be read straight into place once its header is in
+	 * (one more read per large PDU instead of a copy of it). */
+	if (s->rx_big && iov[cnt].iov_len > STREAM_RING_BIG_READ)
+		iov[cnt].iov_len = STREAM_RING_BIG_READ;
 	cnt++;
 	/* stream_process drains the ring unless stopped, so this is our bug: a zero-length read
 	 * would look like EOF. */

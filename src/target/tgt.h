@@ -36,8 +36,8 @@
 #define TGT_MAX_QUEUES	      128 /* I/O queues per controller */
 #define TGT_MAX_QUEUE_DEPTH   128 /* MQES + 1 */
 #define TGT_ADMIN_QUEUE_DEPTH 32
-#define TGT_INCAPSULE_IO      (128 * 1024) /* in-capsule data on I/O queues: IOCCSZ = (64 + this) / 16 \
-					    */
+/* In-capsule data on I/O queues: IOCCSZ = (64 + this) / 16. */
+#define TGT_INCAPSULE_IO    (128 * 1024)
 #define TGT_INCAPSULE_ADMIN 8192
 #define TGT_MAXH2CDATA	    (128 * 1024)
 #define TGT_AERL	    3 /* 0's based: 4 outstanding AERs */

@@ -381,7 +381,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..19")
+    print("1..21")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
@@ -398,6 +398,11 @@ def main():
         case("perf --verify, 1 queue", t_perf_verify, port, "verify 4k qd32 1q", [])
         case("perf --verify, 3 queues, both digests", t_perf_verify, port,
              "verify 4k qd32 3q digests", ["--queues", "3", "--hdr-digest", "--data-digest"])
+        case("perf --verify --disable-sqflow (reads end with C2HData SUCCESS, no CapsuleResp)",
+             t_perf_verify, port, "verify 4k qd32 1q no sqflow", ["--disable-sqflow"])
+        case("perf --verify --disable-sqflow, 2 queues, both digests", t_perf_verify, port,
+             "verify 4k qd32 2q no sqflow digests",
+             ["--disable-sqflow", "--queues", "2", "--hdr-digest", "--data-digest"])
         case("perf text output: progress lines and summary", t_perf_text, port)
         case("perf --json parsed", t_perf_json, port)
         case("unknown subsystem NQN: readable error, exit 1", t_err_nqn, port)

@@ -428,6 +428,58 @@ static void test_cid_matching(void)
 	free(pdu);
 }
 
+/* Once every command outstanding at the start of a poll has completed, the controller has
+ * nothing more to send: the poll stops receiving without another read (that could only say
+ * EAGAIN). What does arrive anyway (here a C2HTermReq behind the last CapsuleResp) stays in
+ * the ring and is handled by the next wait without blocking. */
+static void test_rx_stops_when_all_done(void)
+{
+	struct fake f;
+	struct fake_pdu *pdu = malloc(sizeof(*pdu));
+	uint8_t a[512], b[512], c[512], src[512], term[PDU_TERM_REQ_MAX];
+	struct result ra = {0}, rb = {0}, rc = {0};
+	struct pdu_err err = {.fes = WIRE_FES_INVALID_HEADER_FIELD, .fei = 0};
+	uint64_t reads;
+
+	TAP_CHECK_EQ(fake_open(&f, false, false, 16384, true), 0);
+	fill(src, sizeof(src), 5);
+	TAP_CHECK_EQ(submit_read(&f, a, sizeof(a), &ra), 0);
+	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
+	uint16_t ca = le16_get(pdu->buf + 10);
+	TAP_CHECK_EQ(submit_read(&f, b, sizeof(b), &rb), 0);
+	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
+	uint16_t cb = le16_get(pdu->buf + 10);
+	/* a completes by C2HData SUCCESS, b by CapsuleResp; one wait sees both, one read */
+	fake_send_c2h(&f, ca, 0, src, sizeof(src), true, true, false);
+	fake_send_c2h(&f, cb, 0, src, sizeof(src), true, false, false);
+	fake_send_resp(&f, cb, 0, 0);
+	reads = f.conn->stream.rx_syscalls;
+	TAP_CHECK_EQ(host_conn_wait(f.conn, 2000), 2);
+	TAP_CHECK_EQ(ra.calls, 1);
+	TAP_CHECK_EQ(rb.calls, 1);
+	TAP_CHECK_EQ(ra.cpl.status, 0);
+	TAP_CHECK_EQ(rb.cpl.status, 0);
+	TAP_CHECK_EQ(f.conn->stream.rx_syscalls - reads, 1);
+	TAP_CHECK_EQ(f.conn->outstanding, 0);
+	TAP_CHECK_MEM(a, src, sizeof(a));
+	TAP_CHECK_MEM(b, src, sizeof(b));
+	/* a third read's answer with a C2HTermReq right behind it */
+	TAP_CHECK_EQ(submit_read(&f, c, sizeof(c), &rc), 0);
+	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
+	uint16_t cc = le16_get(pdu->buf + 10);
+	fake_send_c2h(&f, cc, 0, src, sizeof(src), true, true, false);
+	fake_send(&f, term, pdu_build_term_req(term, WIRE_PDU_C2H_TERM_REQ, &err, NULL, 0));
+	TAP_CHECK_EQ(host_conn_wait(f.conn, 2000), 1);
+	TAP_CHECK_EQ(rc.calls, 1);
+	TAP_CHECK_EQ(rc.cpl.status, 0);
+	TAP_CHECK(!host_conn_is_failed(f.conn));
+	uint64_t t0 = host_now_ms();
+	TAP_CHECK_EQ(host_conn_wait(f.conn, 2000), -ECONNRESET); /* from the ring, no sleep */
+	TAP_CHECK(host_now_ms() - t0 < 1000);
+	fake_close(&f);
+	free(pdu);
+}
+
 /* ---- bad controller replies -------------------------------------------------------------- */
 
 enum bad_kind {
@@ -637,6 +689,7 @@ int main(void)
 	TAP_RUN(test_write_r2t);
 	TAP_RUN(test_digests);
 	TAP_RUN(test_cid_matching);
+	TAP_RUN(test_rx_stops_when_all_done);
 	TAP_RUN(test_close_outstanding);
 	TAP_RUN(test_exec_timeout_not_held);
 	for (int k = 0; k < BAD_KIND_COUNT; k++)

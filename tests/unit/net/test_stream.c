@@ -201,6 +201,69 @@ static void test_direct_placement(void)
 	free(dst);
 }
 
+/* Large PDUs back to back, all already waiting in the socket (a 256 KiB ring would take the
+ * next header and most of its payload in one read): once a large payload has been seen, the
+ * ring reads at most STREAM_RING_BIG_READ bytes, so each later payload is read straight
+ * into its destination and at most that much of it is copied out of the ring. */
+static void test_big_payloads_stay_direct(void)
+{
+	enum { NPDU = 6 };
+	const uint32_t datal = 128 * 1024;
+	size_t per = 8 + 24 + 8 + datal + 8 + 24 + 8, cap = NPDU * per;
+	uint8_t *wire = malloc(cap), *data = malloc(datal), *dst = calloc(1, datal);
+	struct owner o = {.dst = dst, .dst_len = datal};
+	struct stream s;
+	size_t len = 0;
+	int sv[2], sz = 4 << 20;
+
+	for (uint32_t i = 0; i < datal; i++)
+		data[i] = (uint8_t)(i * 7 + (i >> 11));
+	for (int k = 0; k < NPDU; k++) {
+		struct wire_cqe cqe = {0};
+
+		len += pdu_build_c2h_data(wire + len, (uint16_t)k, 0, datal, true, false,
+					  &params_dgst);
+		memcpy(wire + len, data, datal);
+		len += datal;
+		pdu_ddgst_put(wire + len, crc32c(data, datal));
+		len += 4;
+		le16_put(cqe.cid, (uint16_t)k);
+		len += pdu_build_capsule_resp(wire + len, &cqe, &params_dgst);
+	}
+	make_pair(sv);
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 256 * 1024, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	struct peer_buf pb = {.fd = sv[1], .buf = wire, .len = len, .chunk = len};
+	pthread_t th;
+	pthread_create(&th, NULL, peer_writer, &pb);
+	usleep(20000); /* let as much as fits pile up in the socket */
+	for (int loops = 0; o.pdus < 2 * NPDU && loops < 10000; loops++) {
+		int ret = stream_recv(&s, 64);
+		TAP_CHECK(ret >= 0);
+		if (ret < 0)
+			break;
+		if (o.pdus < 2 * NPDU)
+			wait_in(sv[0]);
+	}
+	pthread_join(th, NULL);
+	TAP_CHECK_EQ(o.pdus, 2 * NPDU);
+	TAP_CHECK(o.ddgst_ok);
+	TAP_CHECK_MEM(dst, data, datal);
+	TAP_CHECK_EQ(s.rx_bytes, len);
+	/* the first full-ring read may take the first two payloads almost whole; from then on
+	 * every payload is read straight into place but for at most STREAM_RING_BIG_READ bytes */
+	TAP_CHECK(s.rx_direct_bytes >= (uint64_t)(NPDU - 2) * (datal - STREAM_RING_BIG_READ));
+	printf("# direct bytes %llu of %u, %llu reads\n", (unsigned long long)s.rx_direct_bytes,
+	       NPDU * datal, (unsigned long long)s.rx_syscalls);
+	stream_fini(&s);
+	close(sv[1]);
+	free(wire);
+	free(data);
+	free(dst);
+}
+
 /* An io ops table that hands out at most 3 bytes per read, like a TLS layer returning one
  * small record at a time: every split point goes through the stream and the direct path. */
 static ssize_t tiny_readv(struct stream *s, const struct iovec *iov, int iovcnt)
@@ -455,6 +518,7 @@ int main(void)
 {
 	TAP_RUN(test_small_pdus_batched);
 	TAP_RUN(test_direct_placement);
+	TAP_RUN(test_big_payloads_stay_direct);
 	TAP_RUN(test_tiny_reads);
 	TAP_RUN(test_partial_writes);
 	TAP_RUN(test_fini_aborts_queued);
