@@ -202,6 +202,13 @@ static ssize_t stream_read(struct stream *s)
 	s->rx_syscalls++;
 	if (n <= 0)
 		return n;
+	/* A plain socket that gave less than asked had no more at that moment: stream_recv stops
+	 * after this read instead of making one more that would only fail with EAGAIN (level-
+	 * triggered readiness reports anything that arrives later). Not while large payloads
+	 * stream in (more is on its way), and not under TLS, whose reads return a record at a
+	 * time. */
+	s->rx_short =
+		s->io == &stream_plain_io && !direct && !s->rx_big && (size_t)n < iov[0].iov_len;
 	s->rx_bytes += (uint64_t)n;
 	if (direct) {
 		size_t landed = MIN((size_t)n, direct);
@@ -235,6 +242,11 @@ int stream_recv(struct stream *s, unsigned budget)
 			return -ECONNRESET;
 		if (n < 0)
 			return (int)n;
+		if (s->rx_short) {
+			/* the socket is empty: process what came and let the caller send */
+			ret = stream_process(s, budget, &done);
+			return ret < 0 ? ret : (int)done;
+		}
 	}
 }
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../common/copy.h"
 #include "../common/le.h"
 #include "crc32c.h"
 
@@ -191,7 +192,10 @@ static void pdu_rx_place(struct pdu_rx *rx, const uint8_t *src, size_t n)
 		uint8_t *d = (uint8_t *)v->iov_base + rx->dst_off;
 
 		if (src) {
-			memcpy(d, src, k);
+			if (rx->dst_cold && !crc)
+				copy_cold(d, src, k);
+			else
+				memcpy(d, src, k);
 			src += k;
 		}
 		if (crc)
@@ -297,6 +301,7 @@ int pdu_rx_set_dst(struct pdu_rx *rx, const struct iovec *iov, int iovcnt)
 	rx->dst_idx = 0;
 	rx->dst_off = 0;
 	rx->discard = false;
+	rx->dst_cold = false;
 	/* Skip zero-length entries up front so dst[dst_idx] always has room. */
 	while (rx->dst[rx->dst_idx].iov_len == 0)
 		rx->dst_idx++;
@@ -340,4 +345,10 @@ void pdu_rx_data_landed(struct pdu_rx *rx, size_t n)
 	assert(rx->state == PDU_RX_DATA && !rx->discard && n <= pdu_rx_data_left(rx));
 	/* The next pdu_rx_feed (even with 0 bytes) moves on to the digest or completes. */
 	pdu_rx_place(rx, NULL, n);
+}
+
+void pdu_rx_set_dst_cold(struct pdu_rx *rx)
+{
+	if (!rx->discard && rx->dst_cnt > 0)
+		rx->dst_cold = true;
 }

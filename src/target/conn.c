@@ -580,9 +580,16 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 	if (r->req.iov && !r->xport_status && !r->init_failed) {
 		struct iovec dst[PDU_RX_DST_MAX];
 
+		/* Small writes straight into a memory namespace come whole through the receive
+		 * ring: the copy from there bypasses the cache (random 4K writes: nvtcpd -17% CPU
+		 * per I/O). Larger payloads are mostly read into place by the kernel, and the
+		 * non-temporal copy of their head measured slower. */
 		n = tgt_creq_slice(r, 0, incap, dst, PDU_RX_DST_MAX);
-		if (n > 0 && pdu_rx_set_dst(&c->stream.rx, dst, n) == 0)
+		if (n > 0 && pdu_rx_set_dst(&c->stream.rx, dst, n) == 0) {
+			if (r->req.bio.in_place && incap <= STREAM_DIRECT_MIN)
+				pdu_rx_set_dst_cold(&c->stream.rx);
 			return 0;
+		}
 		tgt_creq_set_xport_status(r, NVME_SC_INTERNAL, false);
 	}
 	/* the command already failed: its data goes nowhere (digest still checked) */
@@ -635,6 +642,8 @@ static int tgt_conn_h2c_header(struct tgt_conn *c)
 	n = tgt_creq_slice(r, datao, datal, dst, PDU_RX_DST_MAX);
 	if (n <= 0 || pdu_rx_set_dst(&c->stream.rx, dst, n) < 0)
 		return tgt_conn_fatal(c, WIRE_FES_DATA_OUT_OF_RANGE, 0, "H2CData placement");
+	if (r->req.bio.in_place && datal <= STREAM_DIRECT_MIN)
+		pdu_rx_set_dst_cold(&c->stream.rx);
 	c->rx_req = r;
 	return 0;
 }

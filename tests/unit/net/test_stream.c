@@ -346,6 +346,51 @@ static void tx_done(struct stream_tx *tx, int status)
 	done_status_bad += status != 0;
 }
 
+/* A plain read that returned less than asked means the socket was empty: stream_recv returns
+ * after it without a read that could only fail with EAGAIN; what arrives later is read by the
+ * next call. An io layer like TLS (records, reads shorter than asked) keeps reading. */
+static void test_short_read_stops(void)
+{
+	static uint8_t buf[5 * 28];
+	struct owner o = {0};
+	struct stream s;
+	size_t len = 0;
+	int sv[2];
+
+	for (int i = 0; i < 5; i++) {
+		struct wire_cqe cqe = {0};
+		le16_put(cqe.cid, (uint16_t)i);
+		len += pdu_build_capsule_resp(buf + len, &cqe, &params_dgst);
+	}
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
+	stream_set_params(&s, &params_dgst);
+	write_all(sv[1], buf, 3 * 28);
+	TAP_CHECK_EQ(stream_recv(&s, 100), 3);
+	TAP_CHECK_EQ(s.rx_syscalls, 1);
+	write_all(sv[1], buf + 3 * 28, 2 * 28);
+	TAP_CHECK_EQ(stream_recv(&s, 100), 2);
+	TAP_CHECK_EQ(s.rx_syscalls, 2);
+	TAP_CHECK_EQ(o.pdus, 5);
+	/* nothing there: one read, EAGAIN, no error */
+	TAP_CHECK_EQ(stream_recv(&s, 100), 0);
+	TAP_CHECK_EQ(s.rx_syscalls, 3);
+	stream_fini(&s);
+	close(sv[1]);
+
+	/* a record-at-a-time io layer: every read is short, the stream reads on to EAGAIN */
+	memset(&o, 0, sizeof(o));
+	make_pair(sv);
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
+	s.io = &tiny_io;
+	stream_set_params(&s, &params_dgst);
+	write_all(sv[1], buf, 5 * 28);
+	TAP_CHECK_EQ(stream_recv(&s, 100), 5);
+	TAP_CHECK_EQ(s.rx_syscalls, (5 * 28 + 2) / 3 + 1);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
 static void test_partial_writes(void)
 {
 	static struct stream_tx tx[NTX];
@@ -520,6 +565,7 @@ int main(void)
 	TAP_RUN(test_direct_placement);
 	TAP_RUN(test_big_payloads_stay_direct);
 	TAP_RUN(test_tiny_reads);
+	TAP_RUN(test_short_read_stops);
 	TAP_RUN(test_partial_writes);
 	TAP_RUN(test_fini_aborts_queued);
 	TAP_RUN(test_term_req_on_bad_pdu);

@@ -233,6 +233,74 @@ static void test_direct_placement(void)
 	TAP_CHECK_EQ(rx.pdus, 1);
 }
 
+/* pdu_rx_set_dst_cold: payload copied with non-temporal stores lands exactly as with memcpy,
+ * whatever the destination's alignment and the split of the feed; the hint ends with its PDU
+ * and is refused for a discarded payload. */
+static void test_cold_destination(void)
+{
+	static const struct pdu_params plain = {
+		.maxh2cdata = 131072, .max_incapsule = 8192, .ic_done = true};
+	static uint8_t src[6000], dst[6100];
+	static uint8_t w[16384];
+	static const size_t chunks[] = {0, 1, 700, 1500, 4099};
+	size_t wl = 0;
+
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 13 + 5);
+	wl += pdu_build_h2c_data(w + wl, 5, 1, 0, 5000, true, &plain);
+	memcpy(w + wl, src, 5000);
+	wl += 5000;
+	wl += pdu_build_h2c_data(w + wl, 5, 1, 5000, 1000, true, &plain);
+	memcpy(w + wl, src + 5000, 1000);
+	wl += 1000;
+	for (size_t ci = 0; ci < sizeof(chunks) / sizeof(chunks[0]); ci++) {
+		for (size_t align = 0; align < 3; align++) {
+			struct pdu_rx rx;
+			size_t off = 0;
+			int pdus = 0, hdrs = 0;
+
+			memset(dst, 0xee, sizeof(dst));
+			pdu_rx_init(&rx, PDU_ROLE_CTRL, &plain);
+			while (off < wl) {
+				size_t n = chunks[ci] ? MIN(chunks[ci], wl - off) : wl - off;
+				enum pdu_ev ev;
+
+				off += pdu_rx_feed(&rx, w + off, n, &ev);
+				TAP_CHECK(ev != PDU_EV_ERROR);
+				if (ev == PDU_EV_HEADER) {
+					uint32_t o = le32_get(rx.hdr.h2c.datao);
+					struct iovec v = {dst + align * 7 + o, rx.data_len};
+
+					TAP_CHECK_EQ(pdu_rx_set_dst(&rx, &v, 1), 0);
+					TAP_CHECK(!rx.dst_cold); /* set_dst starts every PDU warm */
+					if (hdrs++ == 0)
+						pdu_rx_set_dst_cold(&rx);
+					TAP_CHECK_EQ(rx.dst_cold, hdrs == 1);
+				}
+				if (ev == PDU_EV_PDU)
+					pdus++;
+			}
+			TAP_CHECK_EQ(pdus, 2);
+			TAP_CHECK_MEM(dst + align * 7, src, 6000);
+			TAP_CHECK_EQ(dst[align * 7 + 6000], 0xee);
+			if (align)
+				TAP_CHECK_EQ(dst[align * 7 - 1], 0xee);
+		}
+	}
+	/* a discarded payload has no destination to be cold */
+	{
+		struct pdu_rx rx;
+		enum pdu_ev ev;
+
+		pdu_rx_init(&rx, PDU_ROLE_CTRL, &plain);
+		pdu_rx_feed(&rx, w, wl, &ev);
+		TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+		pdu_rx_discard(&rx);
+		pdu_rx_set_dst_cold(&rx);
+		TAP_CHECK(!rx.dst_cold);
+	}
+}
+
 static void test_set_dst_misuse(void)
 {
 	struct pdu_rx rx;
@@ -270,5 +338,6 @@ int main(void)
 	TAP_RUN(test_ch_error_sticky);
 	TAP_RUN(test_direct_placement);
 	TAP_RUN(test_set_dst_misuse);
+	TAP_RUN(test_cold_destination);
 	return tap_done();
 }
