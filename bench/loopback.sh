@@ -18,12 +18,13 @@ do_rss=1
 raw=""
 nice_adj=0
 precond=0
+ns_size=""
 nqn=nqn.2024-01.io.nvtcp:mem0
 
 usage() {
 	cat <<EOF
 usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"] [-w REGEX]
-                         [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN] [-P SECONDS]
+                         [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN] [-P SECONDS] [-S SIZE]
   -t SECONDS  length of each run, whole seconds (default 10)
   -r REPEATS  runs per figure, the median is reported (default 3)
   -b DIR      meson build dir holding bench/ceiling, tools/nvtcpd, tools/nvtcp (default: build)
@@ -36,6 +37,10 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -P SECONDS  after each target start, write the namespace sequentially (512 KiB, QD4) for
               this long before measuring, so that runs see written memory (no first-touch
               page clearing on writes, no zero-page reads); prints how much got written
+  -S SIZE     serve a memory namespace of this size (e.g. 8M) instead of the built-in 1 GiB:
+              one that fits the caches shows the transport's own cost, without the DRAM
+              misses of reading and writing a namespace much larger than the caches (the
+              ceiling always sends from one cache-hot buffer)
   -s SUBNQN   subsystem to drive (default $nqn,
               the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
@@ -44,7 +49,7 @@ Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy
 EOF
 }
 
-while getopts "t:r:b:m:w:CRj:n:s:P:h" opt; do
+while getopts "t:r:b:m:w:CRj:n:s:P:S:h" opt; do
 	case $opt in
 	t) secs=$OPTARG ;;
 	r) reps=$OPTARG ;;
@@ -57,6 +62,7 @@ while getopts "t:r:b:m:w:CRj:n:s:P:h" opt; do
 	n) nice_adj=$OPTARG ;;
 	s) nqn=$OPTARG ;;
 	P) precond=$OPTARG ;;
+	S) ns_size=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -133,8 +139,17 @@ start_target() {
 	local extra=() i
 	[[ $1 == poll ]] && extra=(--busy-poll)
 	port=$(free_port)
-	"${run[@]}" taskset -c 0 "$nvtcpd" --listen "127.0.0.1:$port" --cores 1 --cpu 0 "${extra[@]}" \
-		>"$tmp/nvtcpd.log" 2>&1 &
+	if [[ -n $ns_size ]]; then
+		jq -n --arg nqn "$nqn" --arg size "$ns_size" --argjson port "$port" \
+			'{ports: [{addr: "127.0.0.1", port: $port}],
+			  subsystems: [{nqn: $nqn, allow_any_host: true,
+			    namespaces: [{nsid: 1, backend: "memory", size: $size}]}]}' \
+			>"$tmp/nvtcpd.json"
+		extra+=(-c "$tmp/nvtcpd.json")
+	else
+		extra+=(--listen "127.0.0.1:$port")
+	fi
+	"${run[@]}" taskset -c 0 "$nvtcpd" --cores 1 --cpu 0 "${extra[@]}" >"$tmp/nvtcpd.log" 2>&1 &
 	tgt_pid=$!
 	for ((i = 0; i < 100; i++)); do
 		[[ -n $(ss -Hltn "sport = :$port") ]] && return 0
@@ -221,6 +236,7 @@ run_perf() {
 echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, client on CPU 1," \
 	"nice $nice_adj"
 echo "# started $(date -u +%FT%TZ) on $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# namespace: ${ns_size:-built-in 1 GiB} memory namespace, subsystem $nqn"
 for mode in $modes; do
 	for wl_ord in "${!workloads[@]}"; do
 		read -r name rw io qd <<<"${workloads[$wl_ord]}"
