@@ -279,6 +279,18 @@ static int host_auth_transaction(struct host_auth *a, struct host_conn *conn, ui
 			r = -EOPNOTSUPP;
 			goto out;
 		}
+		if (r != 0 && ctrl_mismatch) {
+			/* Our Failure2 did not get through: the controller may close the queue
+			 * once it sent Success1 (nvmet does, at times). The cause stays the
+			 * controller's response, not the lost message. */
+			errbuf_set(err, errlen,
+				   "DH-HMAC-CHAP authentication failed: controller failed to "
+				   "authenticate itself (its response does not match "
+				   "--dhchap-ctrl-secret) on queue %u; telling it so failed: %s",
+				   qid, r < 0 ? strerror(-r) : nvtcp_status_str((uint16_t)r));
+			r = -EKEYREJECTED;
+			goto out;
+		}
 		if (r > 0) {
 			errbuf_set(err, errlen,
 				   "DH-HMAC-CHAP authentication failed on queue %u: the controller "

@@ -2,10 +2,11 @@
  * thread answers the host's Authentication Send / Receive capsules with src/auth's controller
  * state machine (struct dhchap_ctrl), Receive data in C2HData. Cases: uni- and bidirectional
  * success over every hash with the null group and ffdhe2048, what the Negotiate offers, host
- * lists, a wrong host key (Failure1), a wrong controller key (our Failure2), a controller that
- * never asks (authenticated anyway; one that does not support it: accepted only without a
- * controller key), a controller that closes the connection instead of answering,
- * re-authentication, AUTHREQ without a secret, and secret/list parsing. */
+ * lists, a wrong host key (Failure1), a wrong controller key (our Failure2, also when the
+ * controller closes the queue instead of taking it), a controller that never asks
+ * (authenticated anyway; one that does not support it: accepted only without a controller
+ * key), a controller that closes the connection instead of answering, re-authentication,
+ * AUTHREQ without a secret, and secret/list parsing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,9 +37,10 @@ static char key_host[DHCHAP_SECRET_MAX], key_ctrl[DHCHAP_SECRET_MAX];
 static char key_wrong[DHCHAP_SECRET_MAX], key_host01[DHCHAP_SECRET_MAX];
 
 enum fctl_mode {
-	FCTL_AUTH,	  /* run the controller state machine */
-	FCTL_REJECT,	  /* Authentication Send/Receive: Invalid Command Opcode */
-	FCTL_CLOSE_REPLY, /* close the connection instead of completing the Reply */
+	FCTL_AUTH,	     /* run the controller state machine */
+	FCTL_REJECT,	     /* Authentication Send/Receive: Invalid Command Opcode */
+	FCTL_CLOSE_REPLY,    /* close the connection instead of completing the Reply */
+	FCTL_CLOSE_FAILURE2, /* close the connection instead of completing our Failure2 */
 	FCTL_MODE_COUNT
 };
 
@@ -121,7 +123,8 @@ static bool fctl_step(struct fctl *f)
 		}
 		if (dhchap_ctrl_send(&f->c, data, tl) < 0)
 			return false;
-		if (f->mode == FCTL_CLOSE_REPLY && data[1] == AUTH_MSG_REPLY) {
+		if ((f->mode == FCTL_CLOSE_REPLY && data[1] == AUTH_MSG_REPLY) ||
+		    (f->mode == FCTL_CLOSE_FAILURE2 && data[1] == AUTH_MSG_FAILURE2)) {
 			/* As nvmet tearing the controller down before completing the command. */
 			shutdown(f->fd, SHUT_RDWR);
 			return false;
@@ -361,6 +364,27 @@ static void test_wrong_ctrl_key(void)
 	host_auth_free(a);
 }
 
+/* The same, but the controller closes the queue instead of completing our Failure2 (nvmet
+ * did in CI): the error still names the controller's response, not the lost message. */
+static void test_wrong_ctrl_key_then_closed(void)
+{
+	struct host_auth *a = auth_new(key_host, key_wrong, NULL, NULL);
+	struct fctl f;
+	char err[256] = "";
+
+	TAP_CHECK_EQ(fctl_start(&f, FCTL_CLOSE_FAILURE2, key_host, key_ctrl, DHCHAP_HASH_SHA512,
+				DHCHAP_DHGROUP_NULL, 0),
+		     0);
+	TAP_CHECK_EQ(host_auth_queue_connected(a, f.conn, 0, ATR, 5000, err, sizeof(err)),
+		     -EKEYREJECTED);
+	fctl_stop(&f);
+	TAP_CHECK(has(err, "controller failed to authenticate itself"));
+	TAP_CHECK(has(err, "telling it so failed"));
+	TAP_CHECK_EQ(f.sends, 3);
+	TAP_CHECK(!f.c.authenticated);
+	host_auth_free(a);
+}
+
 /* AUTHREQ clear but a secret configured: authenticate anyway. */
 static void test_never_asks(void)
 {
@@ -540,6 +564,7 @@ int main(void)
 	TAP_RUN(test_negotiate_offer);
 	TAP_RUN(test_wrong_host_key);
 	TAP_RUN(test_wrong_ctrl_key);
+	TAP_RUN(test_wrong_ctrl_key_then_closed);
 	TAP_RUN(test_never_asks);
 	TAP_RUN(test_not_supported);
 	TAP_RUN(test_connection_closed);
