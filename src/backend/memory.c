@@ -117,6 +117,19 @@ static void mem_copy_in(uint8_t *dst, const struct iovec *iov, int iovcnt, uint6
 	}
 }
 
+/* A lent Read is copied out by the kernel's send at the end of the loop turn, after the rest of
+ * the turn's commands. Touching its first lines now starts the hardware's stream prefetch for
+ * every Read of the batch at once, instead of one cold start after another in the send copy:
+ * 4K randread QD32 on a 1 GiB namespace, busy-poll, 555-734K -> 721-828K IOPS (A/B, 9 pairs).
+ * Only the head: prefetching all of each 4K (64 lines x 32 Reads) cost 30% instead, and 8
+ * lines did no better than 4. */
+#define MEM_PREFETCH_HEAD 256
+static inline void mem_prefetch_head(const void *p, uint64_t len)
+{
+	for (uint64_t i = 0; i < MEM_PREFETCH_HEAD && i < len; i += 64)
+		__builtin_prefetch((const uint8_t *)p + i, 0, 3);
+}
+
 static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 {
 	struct mem_backend *mb = container_of(ch->be, struct mem_backend, base);
@@ -125,6 +138,7 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 	case NVTCP_BIO_READ:
 		if (bio->lend) {
 			bio->lent = mb->data + bio->offset;
+			mem_prefetch_head(bio->lent, bio->length);
 			break;
 		}
 		backend_buf_to_iov(bio->iov, bio->iovcnt, mb->data + bio->offset, bio->length);
