@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/copy.h"
 #include "backend_impl.h"
 
 static const struct backend_ops *const backend_ops_by_type[NVTCP_BACKEND_TYPE_COUNT] = {
@@ -34,14 +35,17 @@ void backend_iov_zero(const struct iovec *iov, int iovcnt, uint64_t len)
 	}
 }
 
-void backend_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, uint64_t len)
+void backend_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, uint64_t len, bool cold)
 {
 	char *p = dst;
 
 	for (int i = 0; i < iovcnt && len; i++) {
 		size_t n = MIN(iov[i].iov_len, len);
 
-		memcpy(p, iov[i].iov_base, n);
+		if (cold)
+			copy_cold(p, iov[i].iov_base, n);
+		else
+			memcpy(p, iov[i].iov_base, n);
 		p += n;
 		len -= n;
 	}

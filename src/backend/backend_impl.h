@@ -63,8 +63,9 @@ static inline void backend_bio_complete(struct nvtcp_backend_channel *ch, struct
 
 /* Fill dst's first len bytes with zeroes (reads of unwritten or null space). */
 void backend_iov_zero(const struct iovec *iov, int iovcnt, uint64_t len);
-/* Copy len bytes between a flat buffer and an iovec array. */
-void backend_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, uint64_t len);
+/* Copy len bytes between a flat buffer and an iovec array. cold: nobody reads dst soon (a
+ * memory namespace), so it is written with non-temporal stores (common/copy.h). */
+void backend_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, uint64_t len, bool cold);
 void backend_buf_to_iov(const struct iovec *iov, int iovcnt, const void *src, uint64_t len);
 
 /* Fill the base fields every type shares (ops by conf->type, type, readonly, injection off). */

@@ -10,7 +10,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../common/copy.h"
 #include "backend_impl.h"
 
 struct mem_backend {
@@ -103,20 +102,6 @@ static void mem_zero_range(struct mem_backend *mb, uint64_t off, uint64_t len)
 	memset(mb->data + end, 0, off + len - end);
 }
 
-/* Written data is not read back soon: it goes into the namespace with non-temporal stores
- * (common/copy.h). With data digests, where writes cannot land in place, 4K random writes
- * cost nvtcpd less CPU per I/O this way. */
-static void mem_copy_in(uint8_t *dst, const struct iovec *iov, int iovcnt, uint64_t len)
-{
-	for (int i = 0; i < iovcnt && len; i++) {
-		size_t n = iov[i].iov_len < len ? iov[i].iov_len : (size_t)len;
-
-		copy_cold(dst, iov[i].iov_base, n);
-		dst += n;
-		len -= n;
-	}
-}
-
 /* A lent Read is copied out by the kernel's send at the end of the loop turn, after the rest of
  * the turn's commands. Touching its first lines now starts the hardware's stream prefetch for
  * every Read of the batch at once, instead of one cold start after another in the send copy:
@@ -144,9 +129,11 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 		backend_buf_to_iov(bio->iov, bio->iovcnt, mb->data + bio->offset, bio->length);
 		break;
 	case NVTCP_BIO_WRITE:
-		/* in place: the caller received the data into mem_write_place's memory */
+		/* in place: the caller received the data into mem_write_place's memory;
+		 * otherwise (data digests) it goes in cold: nobody reads it back soon */
 		if (!bio->in_place)
-			mem_copy_in(mb->data + bio->offset, bio->iov, bio->iovcnt, bio->length);
+			backend_iov_to_buf(mb->data + bio->offset, bio->iov, bio->iovcnt,
+					   bio->length, true);
 		break;
 	case NVTCP_BIO_WRITE_ZEROES:
 	case NVTCP_BIO_DISCARD:

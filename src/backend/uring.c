@@ -434,7 +434,7 @@ static int uring_slot_bounce(struct uring_slot *slot)
 		slot->bounce_cap = cap;
 	}
 	if (bio->op == NVTCP_BIO_WRITE)
-		backend_iov_to_buf(slot->bounce, bio->iov, bio->iovcnt, bio->length);
+		backend_iov_to_buf(slot->bounce, bio->iov, bio->iovcnt, bio->length, false);
 	slot->bounced = true;
 	return 0;
 }

@@ -493,20 +493,6 @@ static int host_on_r2t(struct host_conn *c, const struct wire_r2t *r)
 	return 0;
 }
 
-static int host_on_pdu_dispatch(struct stream *s, struct host_conn *c);
-
-static int host_on_pdu(struct stream *s, void *ctx)
-{
-	struct host_conn *c = ctx;
-	int r = host_on_pdu_dispatch(s, c);
-
-	if (r == 0 && c->rx_expect && c->completions - c->rx_base >= c->rx_expect) {
-		c->rx_drained = true;
-		return -EINTR; /* stops stream_recv; host_conn_poll knows it is no error */
-	}
-	return r;
-}
-
 static int host_on_pdu_dispatch(struct stream *s, struct host_conn *c)
 {
 	const union wire_pdu *pdu = &s->rx.hdr;
@@ -534,6 +520,22 @@ static int host_on_pdu_dispatch(struct stream *s, struct host_conn *c)
 					   offsetof(struct wire_ch, pdu_type),
 					   "PDU type a controller does not send");
 	}
+}
+
+/* True once every command outstanding when host_conn_poll began has completed. */
+static bool host_conn_rx_drained(const struct host_conn *c)
+{
+	return c->rx_until && c->completions >= c->rx_until;
+}
+
+static int host_on_pdu(struct stream *s, void *ctx)
+{
+	struct host_conn *c = ctx;
+	int r = host_on_pdu_dispatch(s, c);
+
+	if (r == 0 && host_conn_rx_drained(c))
+		return -EINTR; /* stops stream_recv; host_conn_poll knows it is no error */
+	return r;
 }
 
 static const struct stream_cbs host_stream_cbs = {
@@ -567,18 +569,18 @@ int host_conn_poll(struct host_conn *c, unsigned budget)
 		return c->err;
 	if (c->state != HOST_CONN_FAILED) {
 		c->in_poll = true;
-		c->rx_expect = c->state == HOST_CONN_LIVE ? c->outstanding : 0;
-		c->rx_base = c->completions;
-		c->rx_drained = false;
+		c->rx_until = c->state == HOST_CONN_LIVE && c->outstanding
+				      ? c->completions + c->outstanding
+				      : 0;
 		r = stream_flush(&c->stream);
 		if (r < 0 && r != -EAGAIN)
 			host_conn_fail(c, r);
 		if (c->state < HOST_CONN_FAILED) {
 			r = stream_recv(&c->stream, budget ? budget : HOST_RECV_BUDGET);
-			if (r < 0 && !(r == -EINTR && c->rx_drained))
+			if (r < 0 && !(r == -EINTR && host_conn_rx_drained(c)))
 				host_conn_recv_error(c, r);
 		}
-		c->rx_expect = 0;
+		c->rx_until = 0;
 		if (c->state < HOST_CONN_FAILED) {
 			/* Commands submitted by callbacks and H2CData answering R2Ts. */
 			r = stream_flush(&c->stream);

@@ -78,13 +78,11 @@ struct host_conn {
 	struct stream stream;
 	bool stream_live;
 	bool in_poll;
-	/* Within host_conn_poll: commands outstanding when it began and the completion count
-	 * then. Once all of them completed, the controller has nothing more to send until the
-	 * commands submitted meanwhile leave, so receiving stops (rx_drained) without another
-	 * read that could only return EAGAIN. */
-	unsigned rx_expect;
-	uint64_t rx_base;
-	bool rx_drained;
+	/* Within host_conn_poll: the completion count at which every command outstanding when it
+	 * began has completed (0: no limit). Then the controller has nothing more to send until
+	 * the commands submitted meanwhile leave, so receiving stops without another read that
+	 * could only return EAGAIN. */
+	uint64_t rx_until;
 	int err;	   /* first fatal error (-errno) */
 	bool term_pending; /* send an H2CTermReq from stream.err before closing */
 	struct pdu_params params;

@@ -170,8 +170,8 @@ static void stream_ring_compact(struct stream *s)
 
 /* One read from the socket. Large payloads left in the current PDU are read straight into the
  * destination, with the ring after them so the digest and next headers come in the same call.
- * Returns bytes read, 0 on EOF, or -errno. */
-static ssize_t stream_read(struct stream *s)
+ * Returns bytes read, 0 on EOF, or -errno; *empty says the socket had no more (see below). */
+static ssize_t stream_read(struct stream *s, bool *empty)
 {
 	struct iovec iov[PDU_RX_DST_MAX + 1];
 	size_t direct = 0;
@@ -207,8 +207,7 @@ static ssize_t stream_read(struct stream *s)
 	 * triggered readiness reports anything that arrives later). Not while large payloads
 	 * stream in (more is on its way), and not under TLS, whose reads return a record at a
 	 * time. */
-	s->rx_short =
-		s->io == &stream_plain_io && !direct && !s->rx_big && (size_t)n < iov[0].iov_len;
+	*empty = s->io == &stream_plain_io && !direct && !s->rx_big && (size_t)n < iov[0].iov_len;
 	s->rx_bytes += (uint64_t)n;
 	if (direct) {
 		size_t landed = MIN((size_t)n, direct);
@@ -235,14 +234,15 @@ int stream_recv(struct stream *s, unsigned budget)
 			return ret;
 		if (done >= budget)
 			return (int)done;
-		ssize_t n = stream_read(s);
+		bool empty = false;
+		ssize_t n = stream_read(s, &empty);
 		if (n == -EAGAIN)
 			return (int)done;
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0)
 			return (int)n;
-		if (s->rx_short) {
+		if (empty) {
 			/* the socket is empty: process what came and let the caller send */
 			ret = stream_process(s, budget, &done);
 			return ret < 0 ? ret : (int)done;

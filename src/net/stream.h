@@ -104,7 +104,6 @@ struct stream {
 	 * most STREAM_RING_BIG_READ bytes per read, so that the next large payload is read
 	 * straight into its destination instead of into the ring (and copied again). */
 	bool rx_big;
-	bool rx_short; /* the last read returned less than asked (plain sockets only) */
 	/* statistics */
 	uint64_t rx_bytes, tx_bytes, rx_syscalls, tx_syscalls, rx_direct_bytes;
 };

@@ -106,7 +106,7 @@ struct pdu_rx {
 	int dst_idx;	    /* iovec being filled */
 	size_t dst_off;	    /* offset into dst[dst_idx] */
 	bool discard;	    /* payload is skipped, not stored (digest still computed) */
-	bool dst_cold;	    /* pdu_rx_set_dst_cold: copies into dst bypass the cache */
+	bool dst_cold;	    /* pdu_rx_set_dst_cold took: copies into dst bypass the cache */
 	uint32_t ddgst_crc; /* running CRC over the payload */
 	uint8_t ddgst[4];   /* received data digest */
 	uint32_t ddgst_have;
@@ -132,8 +132,8 @@ int pdu_rx_set_dst(struct pdu_rx *rx, const struct iovec *iov, int iovcnt);
 /* After pdu_rx_set_dst: nobody reads the destination soon (a namespace held in memory), so
  * payload copied in from the caller's buffers (the receive ring) goes there with
  * non-temporal stores: no read-for-ownership of cold lines and no eviction of hot ones.
- * Without a data digest only (the CRC reads the landed bytes back, so they had better be
- * cached). Reset by the next pdu_rx_set_dst. */
+ * Ignored with a data digest (the CRC reads the landed bytes back, so they had better be
+ * cached) and for a discarded payload. Reset by the next pdu_rx_set_dst. */
 void pdu_rx_set_dst_cold(struct pdu_rx *rx);
 /* Skip the payload of the current PDU (e.g. a command that already failed). */
 void pdu_rx_discard(struct pdu_rx *rx);

@@ -192,7 +192,7 @@ static void pdu_rx_place(struct pdu_rx *rx, const uint8_t *src, size_t n)
 		uint8_t *d = (uint8_t *)v->iov_base + rx->dst_off;
 
 		if (src) {
-			if (rx->dst_cold && !crc)
+			if (rx->dst_cold)
 				copy_cold(d, src, k);
 			else
 				memcpy(d, src, k);
@@ -349,6 +349,7 @@ void pdu_rx_data_landed(struct pdu_rx *rx, size_t n)
 
 void pdu_rx_set_dst_cold(struct pdu_rx *rx)
 {
-	if (!rx->discard && rx->dst_cnt > 0)
+	/* with a data digest the CRC reads the landed bytes back: they stay cached */
+	if (!rx->discard && rx->dst_cnt > 0 && !pdu_rx_has_ddgst(rx))
 		rx->dst_cold = true;
 }

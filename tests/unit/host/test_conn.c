@@ -166,6 +166,15 @@ static int submit_read(struct fake *f, void *buf, uint32_t len, struct result *r
 	return host_conn_submit(f->conn, &sqe, &iov, 1, false, result_cb, res);
 }
 
+/* Submit a read and take its CapsuleCmd off the wire; returns the command's cid. */
+static uint16_t submit_read_cid(struct fake *f, struct fake_pdu *pdu, void *buf, uint32_t len,
+				struct result *res)
+{
+	TAP_CHECK_EQ(submit_read(f, buf, len, res), 0);
+	TAP_CHECK_EQ(fake_recv(f, pdu), 0);
+	return le16_get(pdu->buf + 10);
+}
+
 static int submit_write(struct fake *f, const void *buf, uint32_t len, struct result *res)
 {
 	struct wire_sqe sqe = {.opc = NVME_IO_WRITE};
@@ -405,12 +414,8 @@ static void test_cid_matching(void)
 	TAP_CHECK_EQ(fake_open(&f, false, false, 16384, true), 0);
 	fill(sa, sizeof(sa), 21);
 	fill(sb, sizeof(sb), 77);
-	TAP_CHECK_EQ(submit_read(&f, a, sizeof(a), &ra), 0);
-	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
-	uint16_t ca = le16_get(pdu->buf + 10);
-	TAP_CHECK_EQ(submit_read(&f, b, sizeof(b), &rb), 0);
-	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
-	uint16_t cb = le16_get(pdu->buf + 10);
+	uint16_t ca = submit_read_cid(&f, pdu, a, sizeof(a), &ra);
+	uint16_t cb = submit_read_cid(&f, pdu, b, sizeof(b), &rb);
 	TAP_CHECK(ca != cb);
 	fake_send_c2h(&f, cb, 0, sb, sizeof(sb), true, false, false);
 	fake_send_resp(&f, cb, 0, 0xbb);
@@ -443,12 +448,8 @@ static void test_rx_stops_when_all_done(void)
 
 	TAP_CHECK_EQ(fake_open(&f, false, false, 16384, true), 0);
 	fill(src, sizeof(src), 5);
-	TAP_CHECK_EQ(submit_read(&f, a, sizeof(a), &ra), 0);
-	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
-	uint16_t ca = le16_get(pdu->buf + 10);
-	TAP_CHECK_EQ(submit_read(&f, b, sizeof(b), &rb), 0);
-	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
-	uint16_t cb = le16_get(pdu->buf + 10);
+	uint16_t ca = submit_read_cid(&f, pdu, a, sizeof(a), &ra);
+	uint16_t cb = submit_read_cid(&f, pdu, b, sizeof(b), &rb);
 	/* a completes by C2HData SUCCESS, b by CapsuleResp; one wait sees both, one read */
 	fake_send_c2h(&f, ca, 0, src, sizeof(src), true, true, false);
 	fake_send_c2h(&f, cb, 0, src, sizeof(src), true, false, false);
@@ -464,9 +465,7 @@ static void test_rx_stops_when_all_done(void)
 	TAP_CHECK_MEM(a, src, sizeof(a));
 	TAP_CHECK_MEM(b, src, sizeof(b));
 	/* a third read's answer with a C2HTermReq right behind it */
-	TAP_CHECK_EQ(submit_read(&f, c, sizeof(c), &rc), 0);
-	TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
-	uint16_t cc = le16_get(pdu->buf + 10);
+	uint16_t cc = submit_read_cid(&f, pdu, c, sizeof(c), &rc);
 	fake_send_c2h(&f, cc, 0, src, sizeof(src), true, true, false);
 	fake_send(&f, term, pdu_build_term_req(term, WIRE_PDU_C2H_TERM_REQ, &err, NULL, 0));
 	TAP_CHECK_EQ(host_conn_wait(f.conn, 2000), 1);

@@ -97,20 +97,29 @@ static void wait_in(int fd)
 	poll(&pfd, 1, 1000);
 }
 
+/* n CapsuleResps with cids first_cid, first_cid + 1, ... into buf; returns their length. */
+static size_t build_resps(uint8_t *buf, int n, uint16_t first_cid)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct wire_cqe cqe = {0};
+
+		le16_put(cqe.cid, (uint16_t)(first_cid + i));
+		len += pdu_build_capsule_resp(buf + len, &cqe, &params_dgst);
+	}
+	return len;
+}
+
 static void test_small_pdus_batched(void)
 {
 	static uint8_t buf[100 * 28];
 	struct owner o = {0};
 	struct stream s;
-	size_t len = 0;
+	size_t len = build_resps(buf, 100, 1000);
 	int sv[2];
 
 	make_pair(sv);
-	for (int i = 0; i < 100; i++) {
-		struct wire_cqe cqe = {0};
-		le16_put(cqe.cid, (uint16_t)(1000 + i));
-		len += pdu_build_capsule_resp(buf + len, &cqe, &params_dgst);
-	}
 	write_all(sv[1], buf, len);
 	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
 	stream_set_params(&s, &params_dgst);
@@ -354,14 +363,9 @@ static void test_short_read_stops(void)
 	static uint8_t buf[5 * 28];
 	struct owner o = {0};
 	struct stream s;
-	size_t len = 0;
 	int sv[2];
 
-	for (int i = 0; i < 5; i++) {
-		struct wire_cqe cqe = {0};
-		le16_put(cqe.cid, (uint16_t)i);
-		len += pdu_build_capsule_resp(buf + len, &cqe, &params_dgst);
-	}
+	build_resps(buf, 5, 0);
 	make_pair(sv);
 	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_HOST, 0, &owner_cbs, &o), 0);
 	stream_set_params(&s, &params_dgst);
