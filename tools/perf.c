@@ -593,7 +593,9 @@ int perf_main(int argc, char **argv)
 			w->ios[d].buf = aligned_alloc(4096, (cfg.io_size + 4095) / 4096 * 4096);
 			if (!w->ios[d].buf)
 				cli_die("perf", "out of memory");
-			memset(w->ios[d].buf, 0, cfg.io_size);
+			/* not zeros (a target may treat those specially), and different per
+			 * slot: Writes of two slots to the same blocks change their contents */
+			memset(w->ios[d].buf, (int)((d * 37 + i * 11 + 1) % 255 + 1), cfg.io_size);
 		}
 	}
 	if (!cfg.json)

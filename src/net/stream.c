@@ -4,6 +4,7 @@
  * allocates after stream_init. Raw I/O goes through s->io (plain socket here, TLS elsewhere). */
 #include "stream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "../common/compiler.h"
 #include "../common/log.h"
+#include "../proto/crc32c.h"
 
 /* ---- plain socket I/O ------------------------------------------------------------------- */
 
@@ -252,7 +254,7 @@ int stream_recv(struct stream *s, unsigned budget)
 
 /* ---- send ------------------------------------------------------------------------------- */
 
-void stream_queue(struct stream *s, struct stream_tx *tx)
+static void stream_queue_tail(struct stream *s, struct stream_tx *tx)
 {
 	tx->next = NULL;
 	tx->iov_idx = 0;
@@ -266,6 +268,71 @@ void stream_queue(struct stream *s, struct stream_tx *tx)
 	s->tx_tail = tx;
 }
 
+void stream_queue(struct stream *s, struct stream_tx *tx)
+{
+	tx->ddgst_late = false;
+	stream_queue_tail(s, tx);
+}
+
+void stream_queue_ddgst(struct stream *s, struct stream_tx *tx)
+{
+	assert(tx->iovcnt >= 2 && tx->iov[tx->iovcnt - 1].iov_len == WIRE_DIGEST_LEN);
+	tx->ddgst_late = true;
+	tx->ddgst_crc = CRC32C_INIT;
+	stream_queue_tail(s, tx);
+}
+
+/* CRC32C update over the payload bytes of a late-digest tx from position (idx, off) up to
+ * position (end_idx, end_off); the payload is iov[1..iovcnt-2]. */
+static uint32_t stream_tx_crc_span(const struct stream_tx *tx, uint32_t crc, int end_idx,
+				   size_t end_off, int idx, size_t off)
+{
+	for (int i = idx < 1 ? 1 : idx; i <= tx->iovcnt - 2 && i <= end_idx; i++) {
+		size_t from = i == idx ? off : 0;
+		size_t to = i == end_idx ? end_off : tx->iov[i].iov_len;
+
+		if (to > from)
+			crc = crc32c_update(crc, (const uint8_t *)tx->iov[i].iov_base + from,
+					    to - from);
+	}
+	return crc;
+}
+
+/* The I/O layer took a late-digest tx's bytes from (idx, off) up to its current position:
+ * fold them into the CRC now, before anything can change them, and once the whole payload
+ * was taken, fill in the digest (unless part of it already went out: then it was filled in
+ * by stream_tx_gather from these same bytes). */
+static void stream_tx_ddgst_taken(struct stream_tx *tx, int idx, size_t off)
+{
+	uint8_t *dgst = tx->iov[tx->iovcnt - 1].iov_base;
+
+	tx->ddgst_crc = stream_tx_crc_span(tx, tx->ddgst_crc, tx->iov_idx, tx->iov_off, idx, off);
+	if (tx->iov_idx == tx->iovcnt - 1 && tx->iov_off == 0)
+		pdu_ddgst_put(dgst, crc32c_final(tx->ddgst_crc));
+}
+
+/* Payload bytes of a late-digest tx not yet taken by the I/O layer. */
+static size_t stream_tx_ddgst_rest(const struct stream_tx *tx)
+{
+	size_t rest = 0;
+
+	for (int i = tx->iov_idx < 1 ? 1 : tx->iov_idx; i <= tx->iovcnt - 2; i++)
+		rest += tx->iov[i].iov_len - (i == tx->iov_idx ? tx->iov_off : 0);
+	return rest;
+}
+
+/* Before gathering a late-digest tx whose payload is not all taken yet: CRC the rest now and
+ * fill in the digest, so that one sendmsg carries both; the kernel's copy then finds the bytes
+ * in cache. If the I/O layer takes only part, stream_tx_ddgst_taken recomputes the CRC of
+ * what it took. (CRC'ing after the send instead, from cache, needs the digest in a second
+ * sendmsg: on loopback that cost more in wakeups than it saved.) */
+static void stream_tx_ddgst_prepare(const struct stream_tx *tx)
+{
+	pdu_ddgst_put(tx->iov[tx->iovcnt - 1].iov_base,
+		      crc32c_final(stream_tx_crc_span(tx, tx->ddgst_crc, tx->iovcnt - 1, 0,
+						      tx->iov_idx, tx->iov_off)));
+}
+
 /* Account n written bytes against the queue; complete every tx that is fully sent (in order).
  * A done callback may queue more: it is appended behind and picked up by the next gather. */
 static void stream_tx_advance(struct stream *s, size_t n)
@@ -273,12 +340,16 @@ static void stream_tx_advance(struct stream *s, size_t n)
 	s->tx_queued_bytes -= n;
 	while (s->tx_head) {
 		struct stream_tx *tx = s->tx_head;
+		int idx0 = tx->iov_idx;
+		size_t off0 = tx->iov_off;
 
 		while (tx->iov_idx < tx->iovcnt) {
 			size_t rem = tx->iov[tx->iov_idx].iov_len - tx->iov_off;
 
 			if (rem > n) {
 				tx->iov_off += n;
+				if (tx->ddgst_late)
+					stream_tx_ddgst_taken(tx, idx0, off0);
 				return;
 			}
 			n -= rem;
@@ -294,9 +365,26 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 {
 	int cnt = 0;
 
+	size_t ahead = 0;
+
 	*more = false;
 	for (struct stream_tx *tx = s->tx_head; tx; tx = tx->next) {
-		for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
+		int end = tx->iovcnt;
+
+		if (tx->ddgst_late && tx->iov_idx < tx->iovcnt - 1) {
+			size_t rest = stream_tx_ddgst_rest(tx);
+
+			if (cnt > 0 && ahead + rest > STREAM_DDGST_AHEAD_MAX) {
+				*more = true;
+				return cnt;
+			}
+			ahead += rest;
+			if (s->io->writev_max && rest > s->io->writev_max)
+				end = tx->iovcnt - 1; /* digest once the payload was taken */
+			else
+				stream_tx_ddgst_prepare(tx);
+		}
+		for (int i = tx->iov_idx; i < end; i++) {
 			size_t off = i == tx->iov_idx ? tx->iov_off : 0;
 
 			if (tx->iov[i].iov_len == off)
@@ -308,6 +396,10 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 			iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
 			iov[cnt].iov_len = tx->iov[i].iov_len - off;
 			cnt++;
+		}
+		if (end < tx->iovcnt) {
+			*more = true;
+			return cnt;
 		}
 	}
 	return cnt;

@@ -35,6 +35,9 @@
  * 3 per I/O, 4 with a data digest) up to the deepest queue leaves in one call. At 64, QD32
  * needed two sendmsg per turn and nvtcpd spent ~5-10% more CPU per I/O. */
 #define STREAM_WRITEV_MAX 512
+/* stream_queue_ddgst payloads CRC'd ahead of one sendmsg, at most (beyond the first): what
+ * the socket does not take is CRC'd again at the next flush */
+#define STREAM_DDGST_AHEAD_MAX (1024 * 1024)
 
 struct stream;
 
@@ -50,6 +53,9 @@ struct stream_tx {
 	struct stream_tx *next;
 	int iov_idx;
 	size_t iov_off;
+	/* queued with stream_queue_ddgst: the stream fills in the data digest itself */
+	bool ddgst_late;
+	uint32_t ddgst_crc; /* CRC32C state over the payload bytes the I/O layer has taken */
 };
 
 /* Callbacks into the owner (target connection or host queue). Return 0 to go on, or a
@@ -71,6 +77,8 @@ struct stream_cbs {
 struct stream_io_ops {
 	ssize_t (*readv)(struct stream *s, const struct iovec *iov, int iovcnt);
 	ssize_t (*writev)(struct stream *s, const struct iovec *iov, int iovcnt, bool more);
+	/* Most bytes one writev takes (0: as many as the socket does); see stream_queue_ddgst */
+	size_t writev_max;
 	/* Bytes already read from the socket but not yet returned by readv (TLS records
 	 * decrypted or buffered): epoll cannot see them, so the owner must read again. */
 	bool (*pending)(const struct stream *s);
@@ -127,6 +135,19 @@ int stream_recv(struct stream *s, unsigned budget);
 
 /* Queue a send; it leaves at the next stream_flush. */
 void stream_queue(struct stream *s, struct stream_tx *tx);
+
+/* Queue a data PDU whose digest the stream computes from the bytes as they are handed to the
+ * I/O layer: iov[0] is the PDU header, iov[1..iovcnt-2] the payload and iov[iovcnt-1] four
+ * writable bytes for the data digest (contents ignored, owned like the rest until done).
+ * The payload may change while queued (a Read lent from a memory namespace that later
+ * commands of the same event loop write); the digest then still matches the bytes that went
+ * out. The one requirement: nothing writes the payload *during* stream_flush, i.e. no other
+ * thread writes it. The payload is CRC'd right before the sendmsg that takes it (the kernel's
+ * copy then finds it in cache), and the digest goes out in the same sendmsg. After a partial
+ * send the CRC covers exactly the bytes taken and goes on from there at the next flush. When
+ * the I/O layer takes less per call than the payload (io->writev_max: TLS), each piece is
+ * CRC'd right after it was taken instead, once, and the digest follows the last one. */
+void stream_queue_ddgst(struct stream *s, struct stream_tx *tx);
 /* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
  * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
 int stream_flush(struct stream *s);

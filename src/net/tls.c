@@ -377,6 +377,7 @@ static void tls_io_fini(struct stream *s);
 static const struct stream_io_ops stream_tls_io = {
 	.readv = tls_io_readv,
 	.writev = tls_io_writev,
+	.writev_max = TLS_DIRECT_MAX,
 	.pending = tls_io_pending,
 	.flush = tls_io_flush,
 	.tx_buffered = tls_io_tx_buffered,

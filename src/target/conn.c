@@ -243,8 +243,13 @@ static struct tgt_creq *tgt_creq_get(struct tgt_conn *c)
 	r->req.xfer = TGT_XFER_NONE;
 	r->req.iov = NULL;
 	r->req.iovcnt = 0;
-	/* a Read's C2HData may point into a memory backend when no data digest is computed */
-	r->req.lend_ok = !c->params.ddgst;
+	/* A Read's C2HData may be sent from a memory namespace's own bytes: with a data digest
+	 * too when this is the target's only event loop, since the stream CRCs the bytes as it
+	 * hands them to the socket (stream_queue_ddgst) and only another thread could change
+	 * them in between. A Write lands in place only without a data digest: bytes a digest
+	 * would reject must never reach the namespace. */
+	r->req.lend_ok = !c->params.ddgst || c->thread->tgt->nr_threads == 1;
+	r->req.place_ok = !c->params.ddgst;
 	r->req.execute = NULL;
 	r->req.ns = NULL;
 	r->req.sub_pending = 0;
@@ -319,14 +324,18 @@ static void tgt_creq_tx_done(struct stream_tx *tx, int status)
 	tgt_creq_try_free(r);
 }
 
-static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx)
+/* ddgst: tx is a C2HData PDU whose data digest the stream fills in (stream_queue_ddgst) */
+static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst)
 {
 	struct tgt_conn *c = r->conn;
 
 	tx->done = tgt_creq_tx_done;
 	tx->ctx = r;
 	r->tx_pending++;
-	stream_queue(&c->stream, tx);
+	if (ddgst)
+		stream_queue_ddgst(&c->stream, tx);
+	else
+		stream_queue(&c->stream, tx);
 	/* one flush per turn: responses completed in the same turn leave in one writev */
 	loop_defer(c->loop, &c->flush_work);
 }
@@ -392,7 +401,7 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	tx->iovcnt = 1;
 	log_debug("%s: R2T cid %u ttag %u r2tl %u", tgt_conn_name(c), le16_get(r->req.sqe.cid),
 		  r->ttag, r->req.data_len);
-	tgt_creq_queue(r, tx);
+	tgt_creq_queue(r, tx, false);
 }
 
 /* Queue C2HData PDUs carrying the whole buffer; returns true if the last one carries SUCCESS
@@ -423,15 +432,16 @@ static bool tgt_creq_send_data(struct tgt_creq *r)
 			return false;
 		}
 		tx->iovcnt = 1 + k;
+		/* the digest is computed as the stream sends the data: the bytes may be the
+		 * namespace's own (lent), which later commands of this loop may overwrite */
 		if (c->params.ddgst) {
-			pdu_ddgst_put(r->ddgst[i], crc32c_iov(&tx->iov[1], k, datal));
 			tx->iov[tx->iovcnt].iov_base = r->ddgst[i];
 			tx->iov[tx->iovcnt].iov_len = WIRE_DIGEST_LEN;
 			tx->iovcnt++;
 		}
 		log_debug("%s: C2HData cid %u datao %u datal %u%s%s", tgt_conn_name(c), cid, off,
 			  datal, last ? " last" : "", last && success ? " success" : "");
-		tgt_creq_queue(r, tx);
+		tgt_creq_queue(r, tx, c->params.ddgst);
 	}
 	return success;
 }
@@ -461,7 +471,7 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 	tx->iovcnt = 1;
 	log_debug("%s: CapsuleResp cid %u status %#x", tgt_conn_name(c), le16_get(req->cqe.cid),
 		  le16_get(req->cqe.status));
-	tgt_creq_queue(r, tx);
+	tgt_creq_queue(r, tx, false);
 }
 
 /* ---- command flow ----------------------------------------------------------------------- */

@@ -289,7 +289,7 @@ static int io_parse_rw(struct tgt_req *req, struct tgt_ns *ns, bool write)
 						       memory_order_relaxed));
 	req->bio.done = io_rw_done;
 	req->bio.lend = !write && req->lend_ok;
-	if (write && req->lend_ok && !req->iov) {
+	if (write && req->place_ok && !req->iov) {
 		/* Zero-copy write: the transport receives the data straight into the namespace
 		 * (memory backend); req->iov tells it where, bio.in_place that it is there. */
 		void *place = nvtcp_backend_write_place(ns->backend, req->bio.offset, len);

@@ -102,11 +102,12 @@ struct tgt_req {
 	void (*execute)(struct tgt_req *req); /* set by tgt_req_init */
 	struct tgt_ns *ns;		      /* I/O commands: resolved namespace */
 	struct nvtcp_bio bio;		      /* backend request for I/O commands */
-	/* transport: the backend's own memory may be used in place of a buffer (plain
-	 * connections only): a Read may send the backend's bytes instead of a copy (with a data
-	 * digest they must not change between CRC and send), and a Write may be received straight
-	 * into the namespace (with a data digest, bytes a digest would reject must not land) */
+	/* transport: the backend's own memory may be used in place of a buffer. lend_ok: a Read
+	 * may send the backend's bytes instead of a copy (the transport must cope with them
+	 * changing under later Writes while queued). place_ok: a Write may be received straight
+	 * into the namespace (not with a data digest: bytes it would reject must not land). */
 	bool lend_ok;
+	bool place_ok;
 	/* core: a Read whose backend lent its bytes (bio.lend) has req->iov pointing here, at
 	 * memory the backend owns; the transport's own buffer (if any) stays its own. A Write
 	 * set up for in-place data (bio.in_place) by tgt_req_init has req->iov pointing here

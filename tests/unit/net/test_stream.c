@@ -458,6 +458,122 @@ static void test_partial_writes(void)
 	free(k.buf);
 }
 
+/* stream_queue_ddgst: the stream computes a data digest from the bytes as they leave, so a
+ * payload that changes while queued (a Read lent from a memory namespace, overwritten by a
+ * later Write of the same loop) still goes out with a matching digest. Between flushes the
+ * test rewrites every payload byte; the peer checks each PDU's digest against the bytes it
+ * received, which mix several versions. With writev_max (TLS takes at most 64 KiB per call)
+ * large payloads are CRC'd piece by piece after each call instead. */
+#define LD_NTX 12
+static size_t ld_cap; /* bytes per writev, 0 = whatever sendmsg takes */
+
+static ssize_t capped_writev(struct stream *s, const struct iovec *iov, int iovcnt, bool more)
+{
+	struct iovec v[STREAM_WRITEV_MAX];
+	size_t left = ld_cap;
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && left > 0; i++, n++) {
+		v[n] = iov[i];
+		v[n].iov_len = MIN(v[n].iov_len, left);
+		left -= v[n].iov_len;
+	}
+	return stream_plain_io.writev(s, v, n, more);
+}
+
+static const struct stream_io_ops capped_io = {
+	.readv = NULL, .writev = capped_writev, .writev_max = 8192};
+
+static void late_ddgst_run(size_t cap)
+{
+	static const size_t sizes[LD_NTX] = {100,   4096, 20000, 200000, 1,	 4096,
+					     70000, 512,  8192,	 8193,	 300000, 16};
+	static struct stream_tx tx[LD_NTX];
+	static uint8_t hdrs[LD_NTX][32], dgst[LD_NTX][4];
+	uint8_t *payload[LD_NTX];
+	struct stream s;
+	int sv[2], sndbuf = 4096, flushes = 0, ret;
+	size_t want = 0;
+
+	make_pair(sv);
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, NULL), 0);
+	ld_cap = cap;
+	if (cap)
+		s.io = &capped_io;
+	done_count = done_status_bad = 0;
+	for (int i = 0; i < LD_NTX; i++) {
+		payload[i] = malloc(sizes[i]);
+		for (size_t j = 0; j < sizes[i]; j++)
+			payload[i][j] = (uint8_t)(j * 7 + (size_t)i);
+		memset(hdrs[i], i, sizeof(hdrs[i]));
+		memset(dgst[i], 0xee, 4);
+		tx[i].iovcnt = 0;
+		tx[i].iov[tx[i].iovcnt++] = (struct iovec){hdrs[i], 32};
+		if (i % 2) { /* payload in two pieces, one of them empty for i % 4 == 3 */
+			size_t h = i % 4 == 3 ? 0 : sizes[i] / 3;
+			tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload[i], h};
+			tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload[i] + h, sizes[i] - h};
+		} else {
+			tx[i].iov[tx[i].iovcnt++] = (struct iovec){payload[i], sizes[i]};
+		}
+		tx[i].iov[tx[i].iovcnt++] = (struct iovec){dgst[i], 4};
+		tx[i].done = tx_done;
+		tx[i].ctx = (void *)(intptr_t)i;
+		want += 32 + sizes[i] + 4;
+		stream_queue_ddgst(&s, &tx[i]);
+	}
+	TAP_CHECK_EQ(s.tx_queued_bytes, want);
+	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};
+	pthread_t th;
+	pthread_create(&th, NULL, peer_reader, &k);
+	while ((ret = stream_flush(&s)) == -EAGAIN && flushes++ < 1000000) {
+		struct pollfd pfd = {.fd = sv[0], .events = POLLOUT};
+
+		/* allowed: the payload changes between flushes */
+		for (int i = 0; i < LD_NTX; i++)
+			for (size_t j = 0; j < sizes[i]; j++)
+				payload[i][j] ^= (uint8_t)(0x5a + flushes);
+		poll(&pfd, 1, 1000);
+	}
+	TAP_CHECK_EQ(ret, 0);
+	pthread_join(th, NULL);
+	TAP_CHECK(flushes > 10);
+	TAP_CHECK_EQ(k.len, want);
+	TAP_CHECK_EQ(done_count, LD_NTX);
+	TAP_CHECK_EQ(done_status_bad, 0);
+	size_t off = 0;
+	int bad_dgst = 0, bad_hdr = 0, changed = 0;
+	for (int i = 0; i < LD_NTX && off + 36 <= k.len; i++) {
+		uint8_t expect[4];
+
+		bad_hdr += memcmp(k.buf + off, hdrs[i], 32) != 0;
+		off += 32;
+		pdu_ddgst_put(expect, crc32c(k.buf + off, sizes[i]));
+		bad_dgst += memcmp(k.buf + off + sizes[i], expect, 4) != 0;
+		for (size_t j = 0; j < sizes[i]; j++)
+			changed += k.buf[off + j] != (uint8_t)(j * 7 + (size_t)i);
+		off += sizes[i] + 4;
+	}
+	TAP_CHECK_EQ(off, want);
+	TAP_CHECK_EQ(bad_hdr, 0);
+	TAP_CHECK_EQ(bad_dgst, 0);
+	TAP_CHECK(changed > 0); /* the payload did change while it was being sent */
+	printf("# cap %zu: %d flushes, %llu writev, %d bytes sent changed\n", cap, flushes,
+	       (unsigned long long)s.tx_syscalls, changed);
+	stream_fini(&s);
+	close(sv[1]);
+	free(k.buf);
+	for (int i = 0; i < LD_NTX; i++)
+		free(payload[i]);
+}
+
+static void test_late_ddgst(void)
+{
+	late_ddgst_run(0);
+	late_ddgst_run(5000); /* each writev takes at most 5000 bytes; above 8192 CRC after */
+}
+
 static void test_fini_aborts_queued(void)
 {
 	static struct stream_tx tx[3];
@@ -571,6 +687,7 @@ int main(void)
 	TAP_RUN(test_tiny_reads);
 	TAP_RUN(test_short_read_stops);
 	TAP_RUN(test_partial_writes);
+	TAP_RUN(test_late_ddgst);
 	TAP_RUN(test_fini_aborts_queued);
 	TAP_RUN(test_term_req_on_bad_pdu);
 	TAP_RUN(test_owner_error_passes_through);
