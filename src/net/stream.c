@@ -156,6 +156,13 @@ static int stream_process(struct stream *s, unsigned budget, unsigned *done)
 	return 0;
 }
 
+bool stream_rx_ddgst_verify_ahead(struct stream *s)
+{
+	/* stream_process advanced ring_head past the header before calling on_header */
+	return pdu_rx_ddgst_verify_ahead(&s->rx, s->ring + s->ring_head,
+					 s->ring_tail - s->ring_head);
+}
+
 /* Make room at the ring's end: reset when empty, slide the unread bytes down otherwise. */
 static void stream_ring_compact(struct stream *s)
 {

@@ -133,6 +133,10 @@ void stream_set_params(struct stream *s, const struct pdu_params *p);
  * (a callback's error is passed through). */
 int stream_recv(struct stream *s, unsigned budget);
 
+/* In on_header for a PDU with a data digest: pdu_rx_ddgst_verify_ahead over what the ring
+ * already holds after the header. True: the whole payload arrived and its digest matches. */
+bool stream_rx_ddgst_verify_ahead(struct stream *s);
+
 /* Queue a send; it leaves at the next stream_flush. */
 void stream_queue(struct stream *s, struct stream_tx *tx);
 

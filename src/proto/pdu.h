@@ -108,7 +108,11 @@ struct pdu_rx {
 	bool discard;	    /* payload is skipped, not stored (digest still computed) */
 	bool dst_cold;	    /* pdu_rx_set_dst_cold took: copies into dst bypass the cache */
 	uint32_t ddgst_crc; /* running CRC over the payload */
-	uint8_t ddgst[4];   /* received data digest */
+	/* pdu_rx_ddgst_verify_ahead matched the digest over the caller's buffered bytes: the
+	 * payload is placed without a second CRC; the received digest must equal this */
+	bool ddgst_verified;
+	uint32_t ddgst_expect;
+	uint8_t ddgst[4]; /* received data digest */
 	uint32_t ddgst_have;
 	bool ddgst_ok; /* valid at PDU_EV_PDU: true if no data digest or it matched */
 	struct pdu_err err;
@@ -132,9 +136,17 @@ int pdu_rx_set_dst(struct pdu_rx *rx, const struct iovec *iov, int iovcnt);
 /* After pdu_rx_set_dst: nobody reads the destination soon (a namespace held in memory), so
  * payload copied in from the caller's buffers (the receive ring) goes there with
  * non-temporal stores: no read-for-ownership of cold lines and no eviction of hot ones.
- * Ignored with a data digest (the CRC reads the landed bytes back, so they had better be
- * cached) and for a discarded payload. Reset by the next pdu_rx_set_dst. */
+ * Ignored with a data digest not verified ahead (the CRC reads the landed bytes back, so
+ * they had better be cached) and for a discarded payload. Reset by the next pdu_rx_set_dst. */
 void pdu_rx_set_dst_cold(struct pdu_rx *rx);
+/* Right after PDU_EV_HEADER of a PDU with a data digest, before pdu_rx_set_dst: buf holds
+ * the next len bytes the caller will feed (its receive ring). If they contain the whole
+ * padding, payload and digest and the digest matches, returns true: the payload is known
+ * good before it lands anywhere (so it may go where a bad one must never land, e.g. a
+ * namespace), is placed without a second CRC, and pdu_rx_set_dst_cold applies. The digest
+ * fed later must still be the one checked here. Otherwise returns false and changes
+ * nothing (a mismatch is then reported as usual at PDU_EV_PDU). */
+bool pdu_rx_ddgst_verify_ahead(struct pdu_rx *rx, const uint8_t *buf, size_t len);
 /* Skip the payload of the current PDU (e.g. a command that already failed). */
 void pdu_rx_discard(struct pdu_rx *rx);
 

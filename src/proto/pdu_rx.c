@@ -85,6 +85,7 @@ static void pdu_rx_start(struct pdu_rx *rx)
 	rx->dst_off = 0;
 	rx->discard = false;
 	rx->ddgst_crc = CRC32C_INIT;
+	rx->ddgst_verified = false;
 	rx->ddgst_have = 0;
 	rx->ddgst_ok = false;
 }
@@ -178,7 +179,7 @@ static size_t pdu_rx_do_pad(struct pdu_rx *rx, size_t len)
  * The CRC runs over what landed, piece by piece, while it is in cache. */
 static void pdu_rx_place(struct pdu_rx *rx, const uint8_t *src, size_t n)
 {
-	bool crc = pdu_rx_has_ddgst(rx);
+	bool crc = pdu_rx_has_ddgst(rx) && !rx->ddgst_verified;
 
 	rx->data_done += (uint32_t)n;
 	if (rx->discard) {
@@ -235,7 +236,9 @@ static size_t pdu_rx_do_ddgst(struct pdu_rx *rx, const uint8_t *buf, size_t len,
 	if (rx->ddgst_have == WIRE_DIGEST_LEN) {
 		/* A mismatch is not fatal here: the owner decides (SPDK completes the command
 		 * with a transient transport error and keeps the connection). */
-		rx->ddgst_ok = le32_get(rx->ddgst) == crc32c_final(rx->ddgst_crc);
+		rx->ddgst_ok =
+			le32_get(rx->ddgst) ==
+			(rx->ddgst_verified ? rx->ddgst_expect : crc32c_final(rx->ddgst_crc));
 		pdu_rx_complete(rx, ev);
 	}
 	return n;
@@ -309,6 +312,22 @@ int pdu_rx_set_dst(struct pdu_rx *rx, const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
+bool pdu_rx_ddgst_verify_ahead(struct pdu_rx *rx, const uint8_t *buf, size_t len)
+{
+	size_t pad = rx->pad_left;
+	uint32_t crc;
+
+	if (rx->state != PDU_RX_HEADER || rx->data_len == 0 || !pdu_rx_has_ddgst(rx) ||
+	    len < pad + rx->data_len + WIRE_DIGEST_LEN)
+		return false;
+	crc = crc32c_final(crc32c_update(CRC32C_INIT, buf + pad, rx->data_len));
+	if (le32_get(buf + pad + rx->data_len) != crc)
+		return false;
+	rx->ddgst_verified = true;
+	rx->ddgst_expect = crc;
+	return true;
+}
+
 void pdu_rx_discard(struct pdu_rx *rx)
 {
 	if (rx->state != PDU_RX_HEADER || rx->data_len == 0)
@@ -349,7 +368,8 @@ void pdu_rx_data_landed(struct pdu_rx *rx, size_t n)
 
 void pdu_rx_set_dst_cold(struct pdu_rx *rx)
 {
-	/* with a data digest the CRC reads the landed bytes back: they stay cached */
-	if (!rx->discard && rx->dst_cnt > 0 && !pdu_rx_has_ddgst(rx))
+	/* with a data digest the CRC reads the landed bytes back: they stay cached (unless it
+	 * was checked ahead, in the caller's buffer) */
+	if (!rx->discard && rx->dst_cnt > 0 && (!pdu_rx_has_ddgst(rx) || rx->ddgst_verified))
 		rx->dst_cold = true;
 }

@@ -246,8 +246,9 @@ static struct tgt_creq *tgt_creq_get(struct tgt_conn *c)
 	/* A Read's C2HData may be sent from a memory namespace's own bytes: with a data digest
 	 * too when this is the target's only event loop, since the stream CRCs the bytes as it
 	 * hands them to the socket (stream_queue_ddgst) and only another thread could change
-	 * them in between. A Write lands in place only without a data digest: bytes a digest
-	 * would reject must never reach the namespace. */
+	 * them in between. A Write lands in place without a data digest, or with one that was
+	 * checked before any byte landed (tgt_conn_capsule_header): bytes a digest would reject
+	 * must never reach the namespace. */
 	r->req.lend_ok = !c->params.ddgst || c->thread->tgt->nr_threads == 1;
 	r->req.place_ok = !c->params.ddgst;
 	r->req.execute = NULL;
@@ -580,6 +581,10 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 	max_incap =
 		c->queue.connected && c->queue.qid != 0 ? TGT_INCAPSULE_IO : TGT_INCAPSULE_ADMIN;
 	st = tgt_req_parse_sgl(&r->req, incap, max_incap);
+	/* With a data digest, in-capsule data may still land in a memory namespace if it has
+	 * all arrived (in the ring) and its digest matches: nothing unverified lands there. */
+	if (!st && incap > 0 && c->params.ddgst)
+		r->req.place_ok = stream_rx_ddgst_verify_ahead(&c->stream);
 	if (st) {
 		r->xport_status = st;
 		r->xport_dnr = true;

@@ -105,7 +105,8 @@ struct tgt_req {
 	/* transport: the backend's own memory may be used in place of a buffer. lend_ok: a Read
 	 * may send the backend's bytes instead of a copy (the transport must cope with them
 	 * changing under later Writes while queued). place_ok: a Write may be received straight
-	 * into the namespace (not with a data digest: bytes it would reject must not land). */
+	 * into the namespace (with a data digest only if checked before any byte lands: bytes
+	 * it would reject must not land). */
 	bool lend_ok;
 	bool place_ok;
 	/* core: a Read whose backend lent its bytes (bio.lend) has req->iov pointing here, at

@@ -1,7 +1,9 @@
 /* libFuzzer target for the PDU decoder and validators (src/proto/pdu_rx.c, pdu.c).
  * Input: 4 parameter bytes (role, digests, IC phase, payload mode, CPDA/HPDA, MAXH2CDATA,
  * chunking seed), then the byte stream, fed in chunks of varying size. Headers are also given
- * raw to pdu_check_header. Invariants of the decoder abort on violation. */
+ * raw to pdu_check_header; the digest is sometimes checked ahead over the buffered input
+ * (pdu_rx_ddgst_verify_ahead) and copies sometimes go cold. Invariants of the decoder abort
+ * on violation. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (ev == PDU_EV_HEADER) {
 			FUZZ_ASSERT(pdu_check_header(&rx.hdr, role, &p, &err) == 0);
+			if (rx.data_len && (r & 4)) {
+				/* checking the digest over buffered bytes before placement: only
+				 * ever true for a whole payload with a matching digest */
+				size_t left = size - off;
+				bool ok = pdu_rx_ddgst_verify_ahead(&rx, data + off, left);
+				size_t pad = rx.pad_left;
+
+				FUZZ_ASSERT(ok == rx.ddgst_verified);
+				if (ok) {
+					FUZZ_ASSERT((rx.hdr.ch.flags & WIRE_FLAG_DDGSTF) &&
+						    left >= pad + rx.data_len + 4);
+					FUZZ_ASSERT(crc32c(data + off + pad, rx.data_len) ==
+						    le32_get(data + off + pad + rx.data_len));
+				}
+			}
 			if (rx.data_len) {
 				bool drop = mode == 1 || (mode == 3 && (r & 2)) ||
 					    rx.data_len > sizeof(fuzz_dst);
@@ -107,6 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						{fuzz_dst + a, 0},
 						{fuzz_dst + a, sizeof(fuzz_dst) - a}};
 					FUZZ_ASSERT(pdu_rx_set_dst(&rx, iov, 3) == 0);
+					if (r & 8)
+						pdu_rx_set_dst_cold(&rx);
 				}
 				FUZZ_ASSERT(rx.state == PDU_RX_PAD);
 			}

@@ -981,6 +981,16 @@ def t_ddgst_error():
     q.wait(cmd)
     expect_status(cmd, 0, 0x22, "in-capsule write with a data digest error")
     check(q.read(1, slba, 16).data == good, "data changed by a write that failed its digest")
+    # 4 KiB and 512 bytes: whole in the receive ring, checked before they could land in the
+    # memory namespace (which good ones of that size do, with non-temporal stores)
+    for nlb in (8, 1):
+        cmd = q.submit(q.rw_sqe(N.IO_WRITE, 1, slba, nlb, nlb * 512, N.SGL_INCAPSULE),
+                       rnd(nlb * 512), bad_ddgst=True)
+        q.wait(cmd)
+        expect_status(cmd, 0, 0x22, "%d-byte in-capsule write with a data digest error"
+                      % (nlb * 512))
+        check(q.read(1, slba, 16).data == good, "data changed by a %d-byte write that failed "
+              "its digest" % (nlb * 512))
     # via R2T/H2CData
     cmd = q.submit_write(1, slba, rnd(65536), incapsule=False, auto_r2t=False)
     while not cmd.done:

@@ -329,6 +329,82 @@ static void test_set_dst_misuse(void)
 	TAP_CHECK_EQ(pdu_rx_set_dst(&rx, many, PDU_RX_DST_MAX), 0);
 }
 
+/* pdu_rx_ddgst_verify_ahead: an in-capsule payload whole in the caller's buffer is checked
+ * before it lands. Good digest: true, placed without a second CRC, cold copies allowed,
+ * ddgst_ok. Bad digest, a byte short, or no data digest: false, nothing changes, and a bad
+ * digest is still reported at the end. A digest fed later that differs from the one checked
+ * fails the PDU. Padding (CPDA 3 -> PDO 16-byte units) is skipped. */
+static void test_ddgst_verify_ahead(void)
+{
+	static uint8_t w[8192], dst[4096];
+	static const struct pdu_params plain = {
+		.maxh2cdata = 131072, .max_incapsule = 8192, .ic_done = true};
+	struct wire_sqe sqe = {.opc = 0x01};
+	uint8_t data[4096];
+	size_t hl, wl;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 11 + 3);
+	hl = pdu_build_capsule_cmd(w, &sqe, sizeof(data), &params_dgst);
+	wl = hl + sizeof(data) + 4;
+	TAP_CHECK(le32_get(w + 4) == wl); /* PLEN covers header, padding, data, digest */
+	size_t pad = wl - 4 - sizeof(data);
+	memcpy(w + pad, data, sizeof(data));
+	pdu_ddgst_put(w + pad + sizeof(data), crc32c(data, sizeof(data)));
+
+	for (int c = 0; c < 5; c++) {
+		struct pdu_rx rx;
+		enum pdu_ev ev;
+		size_t hn, off;
+		struct iovec v = {dst, sizeof(dst)};
+		uint8_t wc[8192];
+		bool want = c == 0 || c == 4;
+
+		memcpy(wc, w, wl);
+		if (c == 1)
+			wc[pad + 100] ^= 1; /* payload corrupted */
+		memset(dst, 0xee, sizeof(dst));
+		pdu_rx_init(&rx, PDU_ROLE_CTRL, &params_dgst);
+		hn = pdu_rx_feed(&rx, wc, wl, &ev);
+		TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+		/* c == 2: the digest's last byte has not arrived yet; c == 3: not asked */
+		if (c != 3)
+			TAP_CHECK_EQ(pdu_rx_ddgst_verify_ahead(&rx, wc + hn, wl - hn - (c == 2)),
+				     want);
+		TAP_CHECK_EQ(rx.ddgst_verified, want);
+		TAP_CHECK_EQ(pdu_rx_set_dst(&rx, &v, 1), 0);
+		pdu_rx_set_dst_cold(&rx);
+		TAP_CHECK_EQ(rx.dst_cold, want);
+		if (c == 4)
+			wc[wl - 1] ^= 0x80; /* the digest fed differs from the one checked */
+		off = hn;
+		while (off < wl) { /* fed in 1000-byte pieces */
+			off += pdu_rx_feed(&rx, wc + off, MIN((size_t)1000, wl - off), &ev);
+			TAP_CHECK(ev != PDU_EV_ERROR);
+		}
+		TAP_CHECK_EQ(ev, PDU_EV_PDU);
+		TAP_CHECK_EQ(rx.ddgst_ok, c == 0 || c == 2 || c == 3);
+		if (c != 1)
+			TAP_CHECK_MEM(dst, data, sizeof(data));
+	}
+	/* no data digest negotiated: nothing to check ahead */
+	{
+		struct pdu_rx rx;
+		enum pdu_ev ev;
+		size_t hn;
+
+		hl = pdu_build_capsule_cmd(w, &sqe, 512, &plain);
+		memcpy(w + hl, data, 512);
+		pdu_rx_init(&rx, PDU_ROLE_CTRL, &plain);
+		hn = pdu_rx_feed(&rx, w, hl + 512, &ev);
+		TAP_CHECK_EQ(ev, PDU_EV_HEADER);
+		TAP_CHECK(!pdu_rx_ddgst_verify_ahead(&rx, w + hn, 512 + 4));
+		/* and not before a header */
+		pdu_rx_discard(&rx);
+		TAP_CHECK(!pdu_rx_ddgst_verify_ahead(&rx, w + hn, 512 + 4));
+	}
+}
+
 int main(void)
 {
 	TAP_RUN(test_stream_whole_and_bytewise);
@@ -339,5 +415,6 @@ int main(void)
 	TAP_RUN(test_direct_placement);
 	TAP_RUN(test_set_dst_misuse);
 	TAP_RUN(test_cold_destination);
+	TAP_RUN(test_ddgst_verify_ahead);
 	return tap_done();
 }
