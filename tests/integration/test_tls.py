@@ -153,6 +153,18 @@ def main():
 
         case("KeyUpdate every 16 records under perf --verify load, " + suite, keyupdate)
 
+    def tls_digests():
+        # C2HData digests are computed as the stream hands the data to TLS; TLS takes at
+        # most 64 KiB per call, so a 128 KiB payload is CRC'd piece by piece after each call
+        for size in ("4k", "128k"):
+            rc, out, err = nvtcp(["perf", "-n", SUB128, "-t", "2", "-q", "16", "-o", size,
+                                  "-w", "randrw", "--verify", "--hdr-digest", "--data-digest"],
+                                 req, KEY128, 0, timeout=90)
+            check(rc == 0, "perf --verify %s with digests over TLS failed:\n" % size +
+                  out.decode()[-1500:] + err[-1500:])
+
+    case("perf --verify over TLS with header and data digests, 4K and 128K", tls_digests)
+
     def plain_to_required():
         rc, _, err = nvtcp(["discover"], req)
         check(rc != 0, "plaintext host was served by a TLS-required port")
