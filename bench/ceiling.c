@@ -28,6 +28,8 @@
 #include <arpa/inet.h>
 #include <linux/errqueue.h> /* after time.h: it uses struct timespec */
 
+#include <liburing.h>
+
 #include "common/le.h"
 
 #ifndef SO_ZEROCOPY
@@ -87,6 +89,7 @@ struct ceil_opts {
 	bool verify;   /* check every payload byte against the pattern */
 	bool thp;      /* transparent huge pages for the receive area and the payload */
 	bool rcvlowat; /* blocking mode: SO_RCVLOWAT to the rest of a large payload */
+	bool uring;    /* server: recv and sendmsg through io_uring, one io_uring_enter a turn */
 };
 
 /* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
@@ -737,6 +740,98 @@ static ssize_t ceil_side_recv(struct ceil_side *s, bool wait)
 	return n;
 }
 
+/* The server's loop with io_uring instead of recv() + sendmsg(): a recv is always submitted,
+ * the turn's responses go out as one IORING_OP_SENDMSG, and one io_uring_enter per turn
+ * submits both and reaps what completed (DEFER_TASKRUN: completions are processed only there).
+ * Blocking mode waits in it with the recv armed; poll mode's non-blocking sockets make an
+ * empty recv complete at once with -EAGAIN, so it is submitted again each turn. What an io_uring
+ * socket path in nvtcpd could save at best: the syscalls per turn go from two to one. A recv
+ * completing while a send is in flight is parsed only after the send completed (parsing queues
+ * responses, which may move the iovecs the send still reads). Returns 0 at EOF or -errno. */
+static int ceil_server_uring(struct ceil_side *s, bool wait)
+{
+	struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER |
+					     IORING_SETUP_DEFER_TASKRUN};
+	struct io_uring ring;
+	struct ceil_tx *tx = &s->tx;
+	struct msghdr m;
+	bool recv_armed = false, send_inflight = false;
+	int got = -EAGAIN; /* a completed recv not parsed yet */
+	int r = io_uring_queue_init_params(8, &ring, &p);
+
+	if (r < 0)
+		return r;
+	for (uint64_t turn = 0;; turn++) {
+		struct io_uring_cqe *cqe;
+		struct io_uring_sqe *sqe;
+		unsigned head, seen = 0;
+
+		if (!recv_armed && got == -EAGAIN && (sqe = io_uring_get_sqe(&ring))) {
+			io_uring_prep_recv(sqe, s->fd, s->rx.buf, s->rx.cap, 0);
+			io_uring_sqe_set_data64(sqe, 1);
+			recv_armed = true;
+		}
+		if (!send_inflight && tx->iov_head < tx->iov_cnt &&
+		    (sqe = io_uring_get_sqe(&ring))) {
+			unsigned cnt = tx->iov_cnt - tx->iov_head;
+
+			memset(&m, 0, sizeof(m));
+			m.msg_iov = &tx->iov[tx->iov_head];
+			m.msg_iovlen = cnt > IOV_MAX ? IOV_MAX : cnt;
+			io_uring_prep_sendmsg(sqe, s->fd, &m, MSG_NOSIGNAL);
+			io_uring_sqe_set_data64(sqe, 2);
+			send_inflight = true;
+		}
+		r = wait ? io_uring_submit_and_wait(&ring, 1)
+			 : io_uring_submit_and_get_events(&ring);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			break;
+		r = 0;
+		io_uring_for_each_cqe(&ring, head, cqe)
+		{
+			seen++;
+			if (cqe->user_data == 1) {
+				recv_armed = false;
+				got = cqe->res;
+			} else if (cqe->res < 0) {
+				/* poll mode's sockets are non-blocking: io_uring then reports a
+				 * full socket (or an empty one, for the recv) instead of waiting */
+				send_inflight = false;
+				if (cqe->res != -EAGAIN)
+					r = cqe->res;
+			} else {
+				send_inflight = false;
+				tx->sendmsgs++;
+				tx->bytes += (uint64_t)cqe->res;
+				ceil_tx_advance(tx, (size_t)cqe->res);
+			}
+		}
+		io_uring_cq_advance(&ring, seen);
+		if (r < 0)
+			break;
+		if (got != -EAGAIN && !send_inflight) {
+			if (got <= 0) {
+				r = got;
+				break;
+			}
+			s->recvs++;
+			if ((r = ceil_rx_feed(s, s->rx.buf, (size_t)got, 0)) < 0)
+				break;
+			got = -EAGAIN;
+		}
+		if (!send_inflight && tx->iov_head == tx->iov_cnt) {
+			tx->iov_head = tx->iov_cnt = 0;
+			tx->scratch_used = 0;
+		}
+		if (!wait && (turn & 1023) == 0 && ceil_now_ns() > ceil_hard_deadline_ns) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	io_uring_queue_exit(&ring);
+	return r;
+}
+
 static void *ceil_server_main(void *arg)
 {
 	struct ceil_side *s = arg;
@@ -746,7 +841,9 @@ static void *ceil_server_main(void *arg)
 
 	ceil_pin(s->opts->server_cpu);
 	cpu0 = ceil_thread_cpu_s();
-	for (uint64_t turn = 0;; turn++) {
+	if (s->opts->uring)
+		r = ceil_server_uring(s, wait);
+	for (uint64_t turn = 0; !s->opts->uring; turn++) {
 		ssize_t n = ceil_side_recv(s, wait);
 
 		if (n == 0)
@@ -949,6 +1046,9 @@ static void ceil_usage(FILE *f)
 		"                        (off by default: no gain measured, and 128k reads hung\n"
 		"                        in about 1 run of 10 with it on kernel 6.18)\n"
 		"      --no-rcvlowat     wake on every segment of large payloads (the default)\n"
+		"      --uring           server: recv/sendmsg through io_uring, one "
+		"io_uring_enter\n"
+		"                        per turn (copying sends only)\n"
 		"      --verify          check every payload byte\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
@@ -993,6 +1093,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		OPT_SPLICE,
 		OPT_NO_SPLICE,
 		OPT_SPLICE_MIN,
+		OPT_URING,
 	};
 	static const struct option lo[] = {
 		{"rw", required_argument, NULL, 'w'},
@@ -1016,6 +1117,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		{"rcvlowat", no_argument, NULL, OPT_LOWAT},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"tap", no_argument, NULL, OPT_TAP},
+		{"uring", no_argument, NULL, OPT_URING},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1125,6 +1227,9 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		case OPT_TAP:
 			o->tap = o->verify = true;
 			break;
+		case OPT_URING:
+			o->uring = true;
+			break;
 		case 'h':
 			ceil_usage(stdout);
 			exit(0);
@@ -1134,7 +1239,9 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 	}
 	if (optind != argc)
 		return -EINVAL;
-	o->splice = o->io_size >= o->splice_min;
+	o->splice = o->io_size >= o->splice_min && !o->uring; /* --uring: copying sends */
+	if (o->uring)
+		o->zerocopy = false;
 	/* Blocking mode stays deadlock-free if the small PDUs one side may queue while the
 	 * other is blocked sending (Q commands, or Q responses) fit in the socket buffers. */
 	if (o->sockbuf > 0 && o->sockbuf < (int)(2 * o->qd * CEIL_CMD_LEN))
@@ -1210,7 +1317,7 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       ",\"client_sendmsgs\":%" PRIu64 ",\"client_recvs\":%" PRIu64
 		       ",\"splice\":%s,\"zerocopy\":%s,\"zc_sends\":%" PRIu64
 		       ",\"zc_copied\":%" PRIu64 ",\"sockbuf\":%d,\"rxbuf\":%" PRIu32
-		       ",\"busy_poll_sockopt\":%s"
+		       ",\"busy_poll_sockopt\":%s,\"uring\":%s"
 		       ",\"server_cpu\":%d,\"client_cpu\":%d}\n",
 		       ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd, secs,
 		       cl->ios, iops, mbps, cpu_bound_iops, lat_us, (double)cl->lat_max_ns / 1e3,
@@ -1218,7 +1325,8 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       cl->tx.sendmsgs, cl->recvs, o->splice ? "true" : "false",
 		       o->zerocopy ? "true" : "false", sv->tx.zc_sends + cl->tx.zc_sends,
 		       sv->tx.zc_copied + cl->tx.zc_copied, o->sockbuf, o->rxbuf,
-		       busy_poll_ok ? "true" : "false", o->server_cpu, o->client_cpu);
+		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false", o->server_cpu,
+		       o->client_cpu);
 		return;
 	}
 	/* at QD1 the latency of an I/O is one round trip: command out, response back */
