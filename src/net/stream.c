@@ -289,12 +289,18 @@ void stream_queue_ddgst(struct stream *s, struct stream_tx *tx)
 	stream_queue_tail(s, tx);
 }
 
+/* A late-digest tx's payload is iov[1..iovcnt-2]: its first iovec at or after index idx. */
+static int stream_tx_payload_from(int idx)
+{
+	return idx < 1 ? 1 : idx;
+}
+
 /* CRC32C update over the payload bytes of a late-digest tx from position (idx, off) up to
- * position (end_idx, end_off); the payload is iov[1..iovcnt-2]. */
+ * position (end_idx, end_off). */
 static uint32_t stream_tx_crc_span(const struct stream_tx *tx, uint32_t crc, int end_idx,
 				   size_t end_off, int idx, size_t off)
 {
-	for (int i = idx < 1 ? 1 : idx; i <= tx->iovcnt - 2 && i <= end_idx; i++) {
+	for (int i = stream_tx_payload_from(idx); i <= tx->iovcnt - 2 && i <= end_idx; i++) {
 		size_t from = i == idx ? off : 0;
 		size_t to = i == end_idx ? end_off : tx->iov[i].iov_len;
 
@@ -323,7 +329,7 @@ static size_t stream_tx_ddgst_rest(const struct stream_tx *tx)
 {
 	size_t rest = 0;
 
-	for (int i = tx->iov_idx < 1 ? 1 : tx->iov_idx; i <= tx->iovcnt - 2; i++)
+	for (int i = stream_tx_payload_from(tx->iov_idx); i <= tx->iovcnt - 2; i++)
 		rest += tx->iov[i].iov_len - (i == tx->iov_idx ? tx->iov_off : 0);
 	return rest;
 }
@@ -370,9 +376,8 @@ static void stream_tx_advance(struct stream *s, size_t n)
 /* Gather the unsent iovecs of the queue, at most max; *more tells if some were left out. */
 static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *more)
 {
+	size_t ahead = 0; /* late-digest payload bytes CRC'd for this sendmsg */
 	int cnt = 0;
-
-	size_t ahead = 0;
 
 	*more = false;
 	for (struct stream_tx *tx = s->tx_head; tx; tx = tx->next) {

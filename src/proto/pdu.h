@@ -108,10 +108,9 @@ struct pdu_rx {
 	bool discard;	    /* payload is skipped, not stored (digest still computed) */
 	bool dst_cold;	    /* pdu_rx_set_dst_cold took: copies into dst bypass the cache */
 	uint32_t ddgst_crc; /* running CRC over the payload */
-	/* pdu_rx_ddgst_verify_ahead matched the digest over the caller's buffered bytes: the
-	 * payload is placed without a second CRC; the received digest must equal this */
+	/* pdu_rx_ddgst_verify_ahead matched the digest over the caller's buffered bytes and left
+	 * ddgst_crc covering the whole payload: placement computes no second CRC */
 	bool ddgst_verified;
-	uint32_t ddgst_expect;
 	uint8_t ddgst[4]; /* received data digest */
 	uint32_t ddgst_have;
 	bool ddgst_ok; /* valid at PDU_EV_PDU: true if no data digest or it matched */

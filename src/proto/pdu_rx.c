@@ -236,9 +236,7 @@ static size_t pdu_rx_do_ddgst(struct pdu_rx *rx, const uint8_t *buf, size_t len,
 	if (rx->ddgst_have == WIRE_DIGEST_LEN) {
 		/* A mismatch is not fatal here: the owner decides (SPDK completes the command
 		 * with a transient transport error and keeps the connection). */
-		rx->ddgst_ok =
-			le32_get(rx->ddgst) ==
-			(rx->ddgst_verified ? rx->ddgst_expect : crc32c_final(rx->ddgst_crc));
+		rx->ddgst_ok = le32_get(rx->ddgst) == crc32c_final(rx->ddgst_crc);
 		pdu_rx_complete(rx, ev);
 	}
 	return n;
@@ -320,11 +318,12 @@ bool pdu_rx_ddgst_verify_ahead(struct pdu_rx *rx, const uint8_t *buf, size_t len
 	if (rx->state != PDU_RX_HEADER || rx->data_len == 0 || !pdu_rx_has_ddgst(rx) ||
 	    len < pad + rx->data_len + WIRE_DIGEST_LEN)
 		return false;
-	crc = crc32c_final(crc32c_update(CRC32C_INIT, buf + pad, rx->data_len));
-	if (le32_get(buf + pad + rx->data_len) != crc)
+	crc = crc32c_update(CRC32C_INIT, buf + pad, rx->data_len);
+	if (le32_get(buf + pad + rx->data_len) != crc32c_final(crc))
 		return false;
+	/* the running CRC is complete: pdu_rx_do_ddgst checks the digest fed later against it */
+	rx->ddgst_crc = crc;
 	rx->ddgst_verified = true;
-	rx->ddgst_expect = crc;
 	return true;
 }
 
