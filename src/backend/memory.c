@@ -129,8 +129,8 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 		backend_buf_to_iov(bio->iov, bio->iovcnt, mb->data + bio->offset, bio->length);
 		break;
 	case NVTCP_BIO_WRITE:
-		/* in place: the caller received the data into mem_write_place's memory;
-		 * otherwise (data digests) it goes in cold: nobody reads it back soon */
+		/* in place: the caller put the data into mem_write_place's memory; otherwise
+		 * (larger writes, data digests) it goes in cold: nobody reads it back soon */
 		if (!bio->in_place)
 			backend_iov_to_buf(mb->data + bio->offset, bio->iov, bio->iovcnt,
 					   bio->length, true);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/compiler.h"
+#include "../common/copy.h"
 #include "../common/log.h"
 #include "../proto/crc32c.h"
 
@@ -424,6 +425,10 @@ int stream_flush(struct stream *s)
 
 	if (s->closed)
 		return s->tx_head ? -ENOTCONN : 0;
+	/* a completion among what goes out may stand for payload this thread stored with
+	 * copy_cold(): make that visible to every CPU before the peer can hear of it */
+	if (s->tx_head)
+		copy_cold_fence();
 	while (s->tx_head) {
 		int cnt = stream_tx_gather(s, iov, STREAM_WRITEV_MAX, &more);
 

@@ -266,6 +266,15 @@ static bool io_lba_out_of_range(const struct tgt_ns *ns, uint64_t slba, uint32_t
 	return slba >= ns->nblocks || nlb > ns->nblocks - slba;
 }
 
+/* Writes up to this size go straight into a memory namespace: they arrive whole in the
+ * transport's receive ring, and the copy from there uses non-temporal stores. Larger ones are
+ * received into a pool buffer (the kernel's copy lands in cache) and the backend copies them
+ * into the namespace with non-temporal stores; having the kernel's copy store them into the
+ * namespace itself costs a read of every destination line from memory first. Measured
+ * (nvtcpd CPU per I/O, interrupt mode, 1 GiB namespace): 128K writes 27.0-27.5 -> 24.5-25.3 us,
+ * 32K random writes QD16 8.8-9.1 -> 7.5-7.6 us. */
+#define IO_PLACE_MAX 4096
+
 static int io_parse_rw(struct tgt_req *req, struct tgt_ns *ns, bool write)
 {
 	uint64_t slba = le64_get(req->sqe.cdw10);
@@ -289,9 +298,10 @@ static int io_parse_rw(struct tgt_req *req, struct tgt_ns *ns, bool write)
 						       memory_order_relaxed));
 	req->bio.done = io_rw_done;
 	req->bio.lend = !write && req->lend_ok;
-	if (write && req->place_ok && !req->iov) {
-		/* Zero-copy write: the transport receives the data straight into the namespace
-		 * (memory backend); req->iov tells it where, bio.in_place that it is there. */
+	if (write && req->place_ok && !req->iov && len <= IO_PLACE_MAX) {
+		/* Write without a pool buffer: the transport puts the data straight into the
+		 * namespace (memory backend); req->iov tells it where, bio.in_place that it is
+		 * there. */
 		void *place = nvtcp_backend_write_place(ns->backend, req->bio.offset, len);
 
 		if (place) {
