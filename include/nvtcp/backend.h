@@ -104,6 +104,17 @@ const char *nvtcp_backend_type_name(enum nvtcp_backend_type type);
  * as NVMe allows for a command that failed or was aborted. Any thread. */
 void *nvtcp_backend_write_place(struct nvtcp_backend *be, uint64_t offset, uint64_t length);
 
+/* Data digests of lent bytes: continue a running CRC32C (not finalised: start from 0xFFFFFFFF,
+ * XOR the result with 0xFFFFFFFF) over len bytes at p, which lie in bytes this backend lent
+ * (bio.lent) or anywhere else. A memory backend keeps the CRC of every aligned 4 KiB of the
+ * namespace it has been asked for, until a write, zeroing or discard touches it, and combines
+ * those instead of reading the bytes again: a digest read of unchanged data then costs no pass
+ * over it. Other backends, and bytes outside the namespace, are simply CRC'd. Threads: the
+ * cache takes no lock; use it only while one thread submits every bio of this backend (and
+ * calls this), or not at all. */
+uint32_t nvtcp_backend_crc_update(struct nvtcp_backend *be, uint32_t crc, const void *p,
+				  size_t len);
+
 /* Per-thread channel. Returns 0 or -errno. */
 int nvtcp_backend_channel_open(struct nvtcp_backend *be, struct nvtcp_backend_channel **out);
 /* Waits for the channel's in-flight bios to complete (their done callbacks run), then frees it. */

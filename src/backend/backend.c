@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "../common/copy.h"
+#include "../proto/crc32c.h"
 #include "backend_impl.h"
 
 static const struct backend_ops *const backend_ops_by_type[NVTCP_BACKEND_TYPE_COUNT] = {
@@ -260,6 +261,14 @@ NVTCP_EXPORT void *nvtcp_backend_write_place(struct nvtcp_backend *be, uint64_t 
 	    ((offset | length) & (be->block_size - 1)))
 		return NULL;
 	return be->ops->write_place(be, offset, length);
+}
+
+NVTCP_EXPORT uint32_t nvtcp_backend_crc_update(struct nvtcp_backend *be, uint32_t crc,
+					       const void *p, size_t len)
+{
+	if (be->ops->crc_update)
+		return be->ops->crc_update(be, crc, p, len);
+	return crc32c_update(crc, p, len);
 }
 
 NVTCP_EXPORT int nvtcp_backend_channel_fd(const struct nvtcp_backend_channel *ch)

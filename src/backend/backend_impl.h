@@ -31,6 +31,8 @@ struct backend_ops {
 	void (*channel_drain)(struct nvtcp_backend_channel *ch);
 	/* nvtcp_backend_write_place after the common checks; NULL: not supported. */
 	void *(*write_place)(struct nvtcp_backend *be, uint64_t offset, uint64_t length);
+	/* nvtcp_backend_crc_update; NULL: the bytes are CRC'd */
+	uint32_t (*crc_update)(struct nvtcp_backend *be, uint32_t crc, const void *p, size_t len);
 };
 
 struct nvtcp_backend {

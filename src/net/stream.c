@@ -282,11 +282,19 @@ void stream_queue(struct stream *s, struct stream_tx *tx)
 	stream_queue_tail(s, tx);
 }
 
-void stream_queue_ddgst(struct stream *s, struct stream_tx *tx)
+static uint32_t stream_crc_plain(void *ctx, uint32_t crc, const void *p, size_t n)
+{
+	(void)ctx;
+	return crc32c_update(crc, p, n);
+}
+
+void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn crc, void *crc_ctx)
 {
 	assert(tx->iovcnt >= 2 && tx->iov[tx->iovcnt - 1].iov_len == WIRE_DIGEST_LEN);
 	tx->ddgst_late = true;
 	tx->ddgst_crc = CRC32C_INIT;
+	tx->ddgst_fn = crc ? crc : stream_crc_plain;
+	tx->ddgst_fn_ctx = crc_ctx;
 	stream_queue_tail(s, tx);
 }
 
@@ -306,8 +314,8 @@ static uint32_t stream_tx_crc_span(const struct stream_tx *tx, uint32_t crc, int
 		size_t to = i == end_idx ? end_off : tx->iov[i].iov_len;
 
 		if (to > from)
-			crc = crc32c_update(crc, (const uint8_t *)tx->iov[i].iov_base + from,
-					    to - from);
+			crc = tx->ddgst_fn(tx->ddgst_fn_ctx, crc,
+					   (const uint8_t *)tx->iov[i].iov_base + from, to - from);
 	}
 	return crc;
 }

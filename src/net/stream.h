@@ -41,6 +41,10 @@
 
 struct stream;
 
+/* Continues a running CRC32C over n bytes at p, like crc32c_update (which is what the stream
+ * uses unless told otherwise), possibly from what it knows of those bytes. */
+typedef uint32_t (*stream_crc_fn)(void *ctx, uint32_t crc, const void *p, size_t n);
+
 /* A queued send. The owner fills iov/iovcnt/done/ctx and keeps the memory the iovecs point
  * to alive and unmodified until done(tx, status) is called (status 0, or -errno when the
  * stream failed or was closed). The tx itself is owned by the stream until done. */
@@ -56,6 +60,8 @@ struct stream_tx {
 	/* queued with stream_queue_ddgst: the stream fills in the data digest itself */
 	bool ddgst_late;
 	uint32_t ddgst_crc; /* CRC32C state over the payload bytes the I/O layer has taken */
+	stream_crc_fn ddgst_fn;
+	void *ddgst_fn_ctx;
 };
 
 /* Callbacks into the owner (target connection or host queue). Return 0 to go on, or a
@@ -150,8 +156,10 @@ void stream_queue(struct stream *s, struct stream_tx *tx);
  * copy then finds it in cache), and the digest goes out in the same sendmsg. After a partial
  * send the CRC covers exactly the bytes taken and goes on from there at the next flush. When
  * the I/O layer takes less per call than the payload (io->writev_max: TLS), each piece is
- * CRC'd right after it was taken instead, once, and the digest follows the last one. */
-void stream_queue_ddgst(struct stream *s, struct stream_tx *tx);
+ * CRC'd right after it was taken instead, once, and the digest follows the last one.
+ * crc (NULL: crc32c_update) computes every CRC over the payload, with crc_ctx; for example
+ * nvtcp_backend_crc_update, for a payload lent by a backend that caches its blocks' CRCs. */
+void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn crc, void *crc_ctx);
 /* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
  * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
 int stream_flush(struct stream *s);

@@ -54,3 +54,32 @@ uint32_t crc32c_iov(const struct iovec *iov, int iovcnt, size_t len)
 	}
 	return crc32c_final(crc);
 }
+
+/* The running value after len zero bytes, from crc. */
+static uint32_t crc32c_zeroes(uint32_t crc, size_t len)
+{
+	static const uint8_t zero[256];
+
+	for (; len > sizeof(zero); len -= sizeof(zero))
+		crc = crc32c_update(crc, zero, sizeof(zero));
+	return crc32c_update(crc, zero, len);
+}
+
+void crc32c_shift_init(struct crc32c_shift *sh, size_t len)
+{
+	uint32_t bit[32];
+
+	/* the shift is linear: its effect on each single bit, then on each byte value */
+	for (int j = 0; j < 32; j++)
+		bit[j] = crc32c_zeroes(1u << j, len);
+	for (int k = 0; k < 4; k++) {
+		for (int b = 0; b < 256; b++) {
+			uint32_t v = 0;
+
+			for (int j = 0; j < 8; j++)
+				if (b & (1 << j))
+					v ^= bit[8 * k + j];
+			sh->t[k][b] = v;
+		}
+	}
+}

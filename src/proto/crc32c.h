@@ -25,4 +25,22 @@ uint32_t crc32c(const void *buf, size_t len);
 /* One-shot CRC32C over an iovec array, first len bytes. */
 uint32_t crc32c_iov(const struct iovec *iov, int iovcnt, size_t len);
 
+/* Appending a block whose CRC is already known. The running value is linear in its bytes, so
+ * for every block D of exactly len bytes:
+ *     crc32c_update(crc, D, len) == crc32c_shift(sh, crc) ^ crc32c_update(0, D, len)
+ * where sh was set up by crc32c_shift_init(sh, len): it holds the effect of len zero bytes on
+ * the running value, byte by byte (4 tables, 4 KiB). A block's crc32c_update(0, ...) can thus
+ * be kept and reused while the block does not change. */
+struct crc32c_shift {
+	uint32_t t[4][256];
+};
+
+void crc32c_shift_init(struct crc32c_shift *sh, size_t len);
+
+static inline uint32_t crc32c_shift(const struct crc32c_shift *sh, uint32_t crc)
+{
+	return sh->t[0][crc & 0xff] ^ sh->t[1][(crc >> 8) & 0xff] ^ sh->t[2][(crc >> 16) & 0xff] ^
+	       sh->t[3][crc >> 24];
+}
+
 #endif

@@ -325,6 +325,11 @@ static void tgt_creq_tx_done(struct stream_tx *tx, int status)
 	tgt_creq_try_free(r);
 }
 
+static uint32_t tgt_creq_crc_lent(void *backend, uint32_t crc, const void *p, size_t n)
+{
+	return nvtcp_backend_crc_update(backend, crc, p, n);
+}
+
 /* ddgst: tx is a C2HData PDU whose data digest the stream fills in (stream_queue_ddgst) */
 static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst)
 {
@@ -333,8 +338,11 @@ static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst)
 	tx->done = tgt_creq_tx_done;
 	tx->ctx = r;
 	r->tx_pending++;
-	if (ddgst)
-		stream_queue_ddgst(&c->stream, tx);
+	if (ddgst && r->req.iov == &r->req.lent_iov)
+		/* a memory namespace's own bytes: its cached block CRCs (one event loop) */
+		stream_queue_ddgst(&c->stream, tx, tgt_creq_crc_lent, r->req.ns->backend);
+	else if (ddgst)
+		stream_queue_ddgst(&c->stream, tx, NULL, NULL);
 	else
 		stream_queue(&c->stream, tx);
 	/* one flush per turn: responses completed in the same turn leave in one writev */

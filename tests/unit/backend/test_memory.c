@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bt.h"
+#include "proto/crc32c.h"
 #include "tap.h"
 
 static struct nvtcp_backend *open_mem(uint64_t size, uint32_t bs)
@@ -226,6 +227,128 @@ out:
 	nvtcp_backend_close(be);
 }
 
+/* The namespace's own bytes, as a lent Read of block 0 shows them (write_place would also
+ * forget cached CRCs). */
+static const unsigned char *lent_base(struct nvtcp_backend *be)
+{
+	struct nvtcp_backend_channel *ch = NULL;
+	struct bt_done d = {0, 0};
+	char buf[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	struct nvtcp_bio bio = {.op = NVTCP_BIO_READ,
+				.length = sizeof(buf),
+				.iov = &iov,
+				.iovcnt = 1,
+				.lend = true,
+				.done = bt_done_fn,
+				.priv = &d};
+
+	if (nvtcp_backend_channel_open(be, &ch) < 0)
+		return NULL;
+	if (nvtcp_backend_submit(ch, &bio) < 0)
+		bio.lent = NULL;
+	nvtcp_backend_channel_close(ch);
+	return bio.lent;
+}
+
+/* CRC over [off, off + len) of the namespace through nvtcp_backend_crc_update (the cache) and
+ * by reading the bytes: equal, else the case fails and says where. */
+static void check_crc(struct nvtcp_backend *be, const char *step, uint64_t off, size_t len)
+{
+	const unsigned char *ns = lent_base(be);
+	uint32_t start = 0x1234567u ^ (uint32_t)off;
+	uint32_t want, got;
+
+	TAP_CHECK(ns != NULL);
+	if (!ns)
+		return;
+	want = crc32c_update(start, ns + off, len);
+	got = nvtcp_backend_crc_update(be, start, ns + off, len);
+
+	if (got != want) {
+		TAP_CHECK_EQ(got, want);
+		printf("# after %s: off %llu len %zu\n", step, (unsigned long long)off, len);
+	}
+}
+
+static void check_crcs(struct nvtcp_backend *be, const char *step)
+{
+	static const struct {
+		uint64_t off;
+		size_t len;
+	} r[] = {{0, 4096},
+		 {0, 131072},
+		 {4096, 8192},
+		 {100, 20000},
+		 {4000, 200},
+		 {8192, 1},
+		 {65536 - 7, 4110},
+		 {(1 << 20) - 4096, 4096},
+		 {(1 << 20), 512}, /* the partial last chunk: never cached */
+		 {(1 << 20) - 8192, 8704}};
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		check_crc(be, step, r[i].off, r[i].len);
+}
+
+/* nvtcp_backend_crc_update: the cached CRC of every 4 KiB chunk follows every way the bytes
+ * change (write through iovecs, write in place, write zeroes, discard, a placement still
+ * arriving when a digest read looks), including chunks a change only partly covers; bytes
+ * outside the namespace are CRC'd as they are. */
+static void test_crc_cache(void)
+{
+	const uint64_t size = (1 << 20) + 512;
+	struct nvtcp_backend *be = open_mem(size, 512);
+	struct nvtcp_backend_channel *ch = NULL;
+	static char pat[131072], outside[5000];
+	char *place;
+
+	if (!be)
+		return;
+	TAP_CHECK_EQ(nvtcp_backend_channel_open(be, &ch), 0);
+	bt_fill(pat, sizeof(pat), 5);
+	for (uint64_t off = 0; off < size - 512; off += sizeof(pat))
+		TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE, off, pat, sizeof(pat)), 0);
+	check_crcs(be, "fill");
+	check_crcs(be, "fill, cached"); /* now from the cache */
+
+	bt_fill(pat, 1536, 6); /* part of one chunk, unaligned to it */
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE, 4096 + 1024, pat, 1536), 0);
+	check_crcs(be, "partial write");
+
+	place = nvtcp_backend_write_place(be, 65536, 8192);
+	TAP_CHECK(place != NULL);
+	if (place) {
+		struct iovec iov = {place, 8192};
+		struct bt_done d = {0, 0};
+		struct nvtcp_bio bio = {.op = NVTCP_BIO_WRITE,
+					.offset = 65536,
+					.length = 8192,
+					.iov = &iov,
+					.iovcnt = 1,
+					.in_place = true,
+					.done = bt_done_fn,
+					.priv = &d};
+
+		bt_fill(place, 4096, 7); /* half arrived: a digest read caches what is there */
+		check_crcs(be, "half a placement");
+		bt_fill(place + 4096, 4096, 8);
+		memset(place, 0x5a, 100); /* ... and the first half changes again */
+		TAP_CHECK_EQ(nvtcp_backend_submit(ch, &bio), 0);
+		check_crcs(be, "placement done");
+	}
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE_ZEROES, 512, NULL, 3 * 4096), 0);
+	check_crcs(be, "write zeroes");
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_DISCARD, 0, NULL, 131072), 0);
+	check_crcs(be, "discard");
+
+	bt_fill(outside, sizeof(outside), 9);
+	TAP_CHECK_EQ(nvtcp_backend_crc_update(be, 77, outside, sizeof(outside)),
+		     crc32c_update(77, outside, sizeof(outside)));
+	nvtcp_backend_channel_close(ch);
+	nvtcp_backend_close(be);
+}
+
 struct thread_arg {
 	struct nvtcp_backend *be;
 	unsigned index;
@@ -286,6 +409,7 @@ int main(void)
 	TAP_RUN(test_discard);
 	TAP_RUN(test_discard_releases_memory);
 	TAP_RUN(test_write_place);
+	TAP_RUN(test_crc_cache);
 	TAP_RUN(test_threads_disjoint_ranges);
 	return tap_done();
 }

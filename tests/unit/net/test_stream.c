@@ -521,7 +521,7 @@ static void late_ddgst_run(size_t cap)
 		tx[i].done = tx_done;
 		tx[i].ctx = (void *)(intptr_t)i;
 		want += 32 + sizes[i] + 4;
-		stream_queue_ddgst(&s, &tx[i]);
+		stream_queue_ddgst(&s, &tx[i], NULL, NULL);
 	}
 	TAP_CHECK_EQ(s.tx_queued_bytes, want);
 	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};

@@ -61,11 +61,47 @@ static void test_iov(void)
 	TAP_CHECK_EQ(crc32c_iov(iov, 1, 300), crc32c(buf, 100));
 }
 
+/* crc32c_shift: appending a block by its CRC from 0 gives what running over its bytes gives,
+ * for any starting value and several block sizes, chained over many blocks. */
+static void test_shift(void)
+{
+	static const size_t lens[] = {1, 3, 512, 4096, 65536};
+	static uint8_t buf[8 * 65536];
+	static struct crc32c_shift sh;
+	uint32_t x = 12345;
+
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(x >> 16);
+	}
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		size_t len = lens[li];
+		uint32_t starts[] = {CRC32C_INIT, 0, 0x80000000u, x};
+
+		crc32c_shift_init(&sh, len);
+		for (size_t si = 0; si < sizeof(starts) / sizeof(starts[0]); si++) {
+			uint32_t direct = starts[si], combined = starts[si];
+
+			for (size_t b = 0; b < 8; b++) {
+				const uint8_t *blk = buf + b * len;
+
+				direct = crc32c_update(direct, blk, len);
+				combined = crc32c_shift(&sh, combined) ^ crc32c_update(0, blk, len);
+				TAP_CHECK_EQ(combined, direct);
+			}
+		}
+	}
+	/* the shift by 0 bytes changes nothing */
+	crc32c_shift_init(&sh, 0);
+	TAP_CHECK_EQ(crc32c_shift(&sh, 0xdeadbeefu), 0xdeadbeefu);
+}
+
 int main(void)
 {
 	TAP_RUN(test_check_value);
 	TAP_RUN(test_rfc3720);
 	TAP_RUN(test_chaining);
 	TAP_RUN(test_iov);
+	TAP_RUN(test_shift);
 	return tap_done();
 }

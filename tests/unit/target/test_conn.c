@@ -68,6 +68,13 @@ void tgt_req_complete_status(struct tgt_req *req, uint16_t status, bool dnr)
 	tgt_req_complete(req);
 }
 
+/* the fake core never lends a Read's bytes, so conn.c's digests never come from a backend */
+uint32_t nvtcp_backend_crc_update(struct nvtcp_backend *be, uint32_t crc, const void *p, size_t len)
+{
+	(void)be;
+	return crc32c_update(crc, p, len);
+}
+
 static uint64_t fake_offset(struct tgt_req *req)
 {
 	return (uint64_t)le32_get(req->sqe.cdw10) * 512;
