@@ -484,8 +484,16 @@ static ssize_t capped_writev(struct stream *s, const struct iovec *iov, int iovc
 static const struct stream_io_ops capped_io = {
 	.readv = NULL, .writev = capped_writev, .writev_max = 8192};
 
-static void late_ddgst_run(size_t cap)
+/* The owner's CRC function (stream_queue_ddgst's crc): counts the bytes it is given. */
+static uint32_t counting_crc(void *ctx, uint32_t crc, const void *p, size_t n)
 {
+	*(size_t *)ctx += n;
+	return crc32c_update(crc, p, n);
+}
+
+static void late_ddgst_run(size_t cap, bool own_crc)
+{
+	size_t counted = 0, payload_bytes = 0;
 	static const size_t sizes[LD_NTX] = {100,   4096, 20000, 200000, 1,	 4096,
 					     70000, 512,  8192,	 8193,	 300000, 16};
 	static struct stream_tx tx[LD_NTX];
@@ -521,7 +529,11 @@ static void late_ddgst_run(size_t cap)
 		tx[i].done = tx_done;
 		tx[i].ctx = (void *)(intptr_t)i;
 		want += 32 + sizes[i] + 4;
-		stream_queue_ddgst(&s, &tx[i], NULL, NULL);
+		payload_bytes += sizes[i];
+		if (own_crc)
+			stream_queue_ddgst(&s, &tx[i], counting_crc, &counted);
+		else
+			stream_queue_ddgst(&s, &tx[i], NULL, NULL);
 	}
 	TAP_CHECK_EQ(s.tx_queued_bytes, want);
 	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};
@@ -558,6 +570,9 @@ static void late_ddgst_run(size_t cap)
 	TAP_CHECK_EQ(off, want);
 	TAP_CHECK_EQ(bad_hdr, 0);
 	TAP_CHECK_EQ(bad_dgst, 0);
+	/* every CRC went through the owner's function: each payload byte at least once */
+	if (own_crc)
+		TAP_CHECK(counted >= payload_bytes);
 	TAP_CHECK(changed > 0); /* the payload did change while it was being sent */
 	printf("# cap %zu: %d flushes, %llu writev, %d bytes sent changed\n", cap, flushes,
 	       (unsigned long long)s.tx_syscalls, changed);
@@ -570,8 +585,10 @@ static void late_ddgst_run(size_t cap)
 
 static void test_late_ddgst(void)
 {
-	late_ddgst_run(0);
-	late_ddgst_run(5000); /* each writev takes at most 5000 bytes; above 8192 CRC after */
+	late_ddgst_run(0, false);
+	late_ddgst_run(5000, false); /* each writev takes at most 5000 bytes; above 8192 CRC after */
+	late_ddgst_run(0, true);
+	late_ddgst_run(5000, true);
 }
 
 static void test_fini_aborts_queued(void)
