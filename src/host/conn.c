@@ -240,6 +240,23 @@ static void host_h2c_pump(struct host_req *req)
 	stream_queue(&c->stream, tx);
 }
 
+/* Commands submitted from completion callbacks wait for the end of host_conn_poll, to leave in
+ * one sendmsg. After a sleep in host_conn_wait (interrupt mode, so the controller probably
+ * sleeps too), the first STREAM_EARLY_CMDS of them (or STREAM_EARLY_BYTES) leave at once, once
+ * per poll: the controller starts on them while this side completes the rest. The target does
+ * the same with its responses (tgt_conn_flush_early, which has the measurements); the host's
+ * half alone took 4K randwrite QD32 in interrupt mode from 312-331K to 510-548K IOPS. */
+static void host_conn_flush_early(struct host_conn *c)
+{
+	if (!c->woke || ++c->turn_cmds > STREAM_EARLY_CMDS)
+		return;
+	if (c->turn_cmds < STREAM_EARLY_CMDS && c->stream.tx_queued_bytes < STREAM_EARLY_BYTES)
+		return;
+	c->turn_cmds = STREAM_EARLY_CMDS + 1; /* once per poll */
+	/* errors and a full socket are left to the flush at the end of host_conn_poll */
+	(void)stream_flush(&c->stream);
+}
+
 int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const struct iovec *iov,
 		     int iovcnt, bool write, nvtcp_cb cb, void *arg)
 {
@@ -316,6 +333,8 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 
 		if (r < 0 && r != -EAGAIN)
 			host_conn_fail(c, r);
+	} else {
+		host_conn_flush_early(c);
 	}
 	return 0;
 }
@@ -569,6 +588,7 @@ int host_conn_poll(struct host_conn *c, unsigned budget)
 		return c->err;
 	if (c->state != HOST_CONN_FAILED) {
 		c->in_poll = true;
+		c->turn_cmds = 0;
 		c->rx_until = c->state == HOST_CONN_LIVE && c->outstanding
 				      ? c->completions + c->outstanding
 				      : 0;
@@ -599,6 +619,7 @@ int host_conn_poll(struct host_conn *c, unsigned budget)
 int host_conn_wait(struct host_conn *c, int timeout_ms)
 {
 	struct pollfd pfd;
+	int ret;
 
 	if (c->state >= HOST_CONN_FAILED)
 		return host_conn_poll(c, 0);
@@ -610,7 +631,10 @@ int host_conn_wait(struct host_conn *c, int timeout_ms)
 		timeout_ms = 0;
 	if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
 		return -errno;
-	return host_conn_poll(c, 0);
+	c->woke = timeout_ms != 0;
+	ret = host_conn_poll(c, 0);
+	c->woke = false;
+	return ret;
 }
 
 int host_conn_run_until(struct host_conn *c, const bool *flag, int timeout_ms)

@@ -78,6 +78,8 @@ struct host_conn {
 	struct stream stream;
 	bool stream_live;
 	bool in_poll;
+	bool woke;	    /* this host_conn_poll follows a sleep in host_conn_wait */
+	unsigned turn_cmds; /* commands submitted in this poll: see host_conn_flush_early */
 	/* Within host_conn_poll: the completion count at which every command outstanding when it
 	 * began has completed (0: no limit). Then the controller has nothing more to send until
 	 * the commands submitted meanwhile leave, so receiving stops without another read that

@@ -143,6 +143,11 @@ err_free:
 	return ret;
 }
 
+bool loop_is_busy_poll(const struct loop *l)
+{
+	return l->busy_poll;
+}
+
 void loop_destroy(struct loop *l)
 {
 	struct list_head *pos, *tmp;

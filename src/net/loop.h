@@ -44,6 +44,8 @@ struct loop_opts {
 int loop_create(struct loop **out, const struct loop_opts *opts);
 /* Closes the epoll fd; fds still registered are not closed. */
 void loop_destroy(struct loop *l);
+/* Whether the loop spins (busy-poll mode) rather than sleeping in epoll_wait. */
+bool loop_is_busy_poll(const struct loop *l);
 
 /* Register fd for events (EPOLLIN and/or EPOLLOUT; level-triggered). ctx is passed back. */
 int loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_fn fn, void *ctx);

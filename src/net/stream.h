@@ -38,6 +38,13 @@
 /* stream_queue_ddgst payloads CRC'd ahead of one sendmsg, at most (beyond the first): what
  * the socket does not take is CRC'd again at the next flush */
 #define STREAM_DDGST_AHEAD_MAX (1024 * 1024)
+/* Interrupt mode (the peer sleeps between bursts): each side sends the first commands or
+ * responses of a turn as soon as STREAM_EARLY_CMDS of them or STREAM_EARLY_BYTES are queued,
+ * once per turn, and the rest at the end of the turn. The woken peer then works on the first
+ * ones while this side handles the rest, instead of the two taking turns. Used by
+ * tgt_conn_flush_early and host_conn_flush_early, where the measurements are. */
+#define STREAM_EARLY_CMDS  4
+#define STREAM_EARLY_BYTES (16 * 1024)
 
 struct stream;
 

@@ -103,6 +103,7 @@ struct tgt_conn {
 	struct list_head r2t_wait;
 
 	struct loop_work flush_work; /* send what was queued this turn */
+	unsigned turn_cmds;	     /* commands this turn: see tgt_conn_flush_early */
 	struct loop_work rx_work;    /* receive again: budget ran out or reading resumed */
 	struct loop_work close_work; /* the core asked for a disconnect */
 	struct loop_work reap_work;  /* free once closed and the core gave everything back */
@@ -389,9 +390,37 @@ static void tgt_conn_flush(struct tgt_conn *c)
 	}
 }
 
+uint64_t tgt_conn_tx_syscalls(const struct tgt_conn *c)
+{
+	return c->stream.tx_syscalls;
+}
+
 static void tgt_conn_flush_work(struct loop_work *w)
 {
-	tgt_conn_flush(w->ctx);
+	struct tgt_conn *c = w->ctx;
+
+	c->turn_cmds = 0;
+	tgt_conn_flush(c);
+}
+
+/* Interrupt mode: the first STREAM_EARLY_CMDS commands' responses of a loop turn (or its first
+ * STREAM_EARLY_BYTES) leave at once, the rest in one sendmsg at the end of the turn. The host
+ * is likely asleep in poll; woken by the first responses, it completes them and sends new
+ * commands while this loop works through the rest of the batch. Measured with the host doing
+ * the same (host_conn_flush_early), 4 s runs, 1 GiB namespace, interrupt mode: 4K randread
+ * QD32 215-266K -> 484-512K IOPS, 4K randwrite QD32 231-265K -> 510-555K, QD128 randread
+ * 478-603K -> 697K, 128K write QD8 20.8K -> 27.2K; 128K read and QD1 within noise. Flushing
+ * at every 16 KiB instead of once per turn made 128K reads 45% slower. Not in busy-poll mode:
+ * the host is awake anyway, and the extra sendmsg made 4K randread QD32 25% slower there. */
+static void tgt_conn_flush_early(struct tgt_conn *c)
+{
+	if (loop_is_busy_poll(c->loop) || ++c->turn_cmds > STREAM_EARLY_CMDS)
+		return;
+	if (c->turn_cmds < STREAM_EARLY_CMDS && c->stream.tx_queued_bytes < STREAM_EARLY_BYTES)
+		return;
+	c->turn_cmds = STREAM_EARLY_CMDS + 1; /* once per turn */
+	/* errors and a full socket are left to the flush at the end of the turn */
+	(void)stream_flush(&c->stream);
 }
 
 static void tgt_creq_send_r2t(struct tgt_creq *r)
@@ -753,6 +782,7 @@ static int tgt_conn_on_pdu(struct stream *s, void *ctx)
 		return tgt_conn_icreq(c);
 	case WIRE_PDU_CAPSULE_CMD:
 		tgt_conn_capsule_done(c);
+		tgt_conn_flush_early(c);
 		return 0;
 	case WIRE_PDU_H2C_DATA:
 		tgt_conn_h2c_done(c);

@@ -88,6 +88,9 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
  * core are waited for, then the queue is destroyed and the memory freed from deferred work. */
 void tgt_conn_close(struct tgt_conn *c, const char *reason);
 
+/* sendmsg calls (or TLS writes) the connection has made so far. Its thread only. */
+uint64_t tgt_conn_tx_syscalls(const struct tgt_conn *c);
+
 /* Per-thread transport state: set up th->transport (pool, connection list). Returns 0 or
  * -errno. Call on or before the thread's start; tgt_conn_thread_fini after its last
  * connection is gone. */

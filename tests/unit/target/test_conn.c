@@ -174,14 +174,18 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+static struct tgt_conn *tconn; /* the connection under test */
+static bool busy_poll;	       /* start() makes a busy-polling loop */
+
 static void start(const struct tgt_conn_opts *opts)
 {
 	struct timeval tv = {.tv_sec = 3};
+	struct loop_opts lo = {.busy_poll = busy_poll, .cpu = -1};
 	int sv[2];
 
 	memset(&th, 0, sizeof(th));
 	th.tgt = &tgt;
-	TAP_CHECK_EQ(loop_create(&th.loop, NULL), 0);
+	TAP_CHECK_EQ(loop_create(&th.loop, &lo), 0);
 	TAP_CHECK_EQ(tgt_conn_thread_init(&th), 0);
 	TAP_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	hfd = sv[0];
@@ -189,7 +193,7 @@ static void start(const struct tgt_conn_opts *opts)
 	setsockopt(hfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
 	tfd = sv[1];
-	TAP_CHECK_EQ(tgt_conn_create(&th, NULL, sv[1], opts, NULL), 0);
+	TAP_CHECK_EQ(tgt_conn_create(&th, NULL, sv[1], opts, &tconn), 0);
 	atomic_store(&destroyed, 0);
 	memset(&hp, 0, sizeof(hp));
 	pthread_create(&loop_tid, NULL, loop_main, NULL);
@@ -530,6 +534,66 @@ static void test_read_success_flag(void)
 	do_read(2, 0, 8192, true);	 /* SUCCESS, no CapsuleResp */
 	do_read(3, 4, 300 * 1024, true); /* the next PDU is this command's: none was left */
 	stop();
+}
+
+/* The connection's sendmsg count, read on its own thread. */
+static atomic_int syscalls_ready;
+static uint64_t syscalls_seen;
+
+static void read_syscalls(void *arg)
+{
+	(void)arg;
+	syscalls_seen = tgt_conn_tx_syscalls(tconn);
+	atomic_store(&syscalls_ready, 1);
+}
+
+static uint64_t tx_syscalls(void)
+{
+	atomic_store(&syscalls_ready, 0);
+	loop_post(th.loop, read_syscalls, NULL);
+	for (int i = 0; i < 5000 && !atomic_load(&syscalls_ready); i++)
+		usleep(1000);
+	TAP_CHECK(atomic_load(&syscalls_ready));
+	return syscalls_seen;
+}
+
+/* Twelve 4 KiB Reads arriving in one piece (one loop turn): in interrupt mode the responses of
+ * the first STREAM_EARLY_CMDS leave at once and the rest at the end of the turn, two sendmsg
+ * in all (not one per STREAM_EARLY_CMDS); in busy-poll mode one. Either way every Read completes with the right data. */
+static void early_flush_run(bool poll, uint64_t want_sendmsgs)
+{
+	static uint8_t cmds[12 * 72];
+	size_t n = 0;
+	uint64_t before;
+
+	busy_poll = poll;
+	start(NULL);
+	busy_poll = false;
+	icreq(0, false, false, 0);
+	connect_cmd(1, 1, 64, true);
+	fill(disk, 12 * 4096, 9);
+	for (uint16_t i = 0; i < 12; i++) {
+		struct wire_sqe sqe;
+
+		sqe_rw(&sqe, NVME_IO_READ, (uint16_t)(10 + i), i * 8, 4096, false);
+		n += pdu_build_capsule_cmd(cmds + n, &sqe, 0, &hp);
+	}
+	before = tx_syscalls();
+	TAP_CHECK_EQ(send_all(cmds, n), 0);
+	for (uint16_t i = 0; i < 12; i++) {
+		TAP_CHECK_EQ(recv_pdu(), WIRE_PDU_C2H_DATA);
+		TAP_CHECK_EQ(le16_get(rbuf + 8), 10 + i);
+		TAP_CHECK(rbuf[1] & WIRE_FLAG_SUCCESS);
+		TAP_CHECK_MEM(rbuf + rbuf[3], disk + i * 4096, 4096);
+	}
+	TAP_CHECK_EQ(tx_syscalls() - before, want_sendmsgs);
+	stop();
+}
+
+static void test_early_flush(void)
+{
+	early_flush_run(false, 2);
+	early_flush_run(true, 1);
 }
 
 static void test_digests_and_hpda(void)
@@ -1059,6 +1123,7 @@ int main(void)
 	TAP_RUN(test_r2t_write);
 	TAP_RUN(test_read_multi_c2h);
 	TAP_RUN(test_read_success_flag);
+	TAP_RUN(test_early_flush);
 	TAP_RUN(test_digests_and_hpda);
 	TAP_RUN(test_ddgst_error_keeps_connection);
 	TAP_RUN(test_command_errors_keep_connection);
