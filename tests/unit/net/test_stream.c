@@ -586,7 +586,8 @@ static void late_ddgst_run(size_t cap, bool own_crc)
 static void test_late_ddgst(void)
 {
 	late_ddgst_run(0, false);
-	late_ddgst_run(5000, false); /* each writev takes at most 5000 bytes; above 8192 CRC after */
+	late_ddgst_run(5000,
+		       false); /* each writev takes at most 5000 bytes; above 8192 CRC after */
 	late_ddgst_run(0, true);
 	late_ddgst_run(5000, true);
 }

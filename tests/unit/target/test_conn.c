@@ -559,7 +559,8 @@ static uint64_t tx_syscalls(void)
 
 /* Twelve 4 KiB Reads arriving in one piece (one loop turn): in interrupt mode the responses of
  * the first STREAM_EARLY_CMDS leave at once and the rest at the end of the turn, two sendmsg
- * in all (not one per STREAM_EARLY_CMDS); in busy-poll mode one. Either way every Read completes with the right data. */
+ * in all (not one per STREAM_EARLY_CMDS); in busy-poll mode one. Either way every Read completes
+ * with the right data. */
 static void early_flush_run(bool poll, uint64_t want_sendmsgs)
 {
 	static uint8_t cmds[12 * 72];
