@@ -621,6 +621,74 @@ static void run_bad_icresp(const char *name, uint16_t pfv, uint8_t cpda, uint8_t
 	tap_end(tname);
 }
 
+/* A completion callback that submits another read, as nvtcp perf does. */
+struct resubmit {
+	struct fake *f;
+	uint8_t buf[512];
+	struct result again;
+	int calls;
+};
+
+static void resubmit_cb(void *arg, const struct nvtcp_cpl *cpl)
+{
+	struct resubmit *r = arg;
+
+	(void)cpl;
+	r->calls++;
+	TAP_CHECK_EQ(submit_read(r->f, r->buf, sizeof(r->buf), &r->again), 0);
+}
+
+/* Twelve completions in one receive, each submitting a new command from its callback: after a
+ * sleep in host_conn_wait (interrupt mode) the first STREAM_EARLY_CMDS new commands leave at
+ * once and the rest at the end of the poll, two sendmsg in all; host_conn_poll called directly
+ * (busy polling) sends them in one. */
+static void early_flush_run(bool wait, uint64_t want_sendmsgs)
+{
+	enum { N = 12 };
+	struct fake f;
+	struct fake_pdu *pdu = malloc(sizeof(*pdu));
+	static struct resubmit rs[N];
+	uint16_t cid[N];
+	uint64_t sends;
+
+	TAP_CHECK_EQ(fake_open(&f, false, false, 16384, true), 0);
+	for (int i = 0; i < N; i++) {
+		struct wire_sqe sqe = {.opc = NVME_IO_READ};
+		struct iovec iov = {.iov_base = rs[i].buf, .iov_len = sizeof(rs[i].buf)};
+
+		memset(&rs[i], 0, sizeof(rs[i]));
+		rs[i].f = &f;
+		le32_put(sqe.nsid, 1);
+		TAP_CHECK_EQ(host_conn_submit(f.conn, &sqe, &iov, 1, false, resubmit_cb, &rs[i]),
+			     0);
+		TAP_CHECK_EQ(fake_recv(&f, pdu), 0);
+		cid[i] = le16_get(pdu->buf + 10);
+	}
+	for (int i = 0; i < N; i++)
+		fake_send_resp(&f, cid[i], 0, 0);
+	usleep(20000); /* all twelve in the socket before the host looks */
+	sends = f.conn->stream.tx_syscalls;
+	if (wait)
+		TAP_CHECK_EQ(host_conn_wait(f.conn, 2000), N);
+	else
+		TAP_CHECK_EQ(host_conn_poll(f.conn, 0), N);
+	TAP_CHECK_EQ(f.conn->stream.tx_syscalls - sends, want_sendmsgs);
+	for (int i = 0; i < N; i++) {
+		TAP_CHECK_EQ(rs[i].calls, 1);
+		TAP_CHECK_EQ(fake_recv(&f, pdu), 0); /* the new commands all arrived */
+		TAP_CHECK_EQ(pdu->type, WIRE_PDU_CAPSULE_CMD);
+	}
+	TAP_CHECK_EQ(f.conn->outstanding, N);
+	fake_close(&f);
+	free(pdu);
+}
+
+static void test_early_flush(void)
+{
+	early_flush_run(true, 2);
+	early_flush_run(false, 1);
+}
+
 static void test_icresp_ok(void)
 {
 	struct fake f;
@@ -689,6 +757,7 @@ int main(void)
 	TAP_RUN(test_digests);
 	TAP_RUN(test_cid_matching);
 	TAP_RUN(test_rx_stops_when_all_done);
+	TAP_RUN(test_early_flush);
 	TAP_RUN(test_close_outstanding);
 	TAP_RUN(test_exec_timeout_not_held);
 	for (int k = 0; k < BAD_KIND_COUNT; k++)
