@@ -56,11 +56,12 @@
 #define CEIL_OPC_WRITE	    0x01
 #define CEIL_OPC_READ	    0x02
 
-#define CEIL_MAX_QD	4096
-#define CEIL_MAX_IO	(8u << 20)
-#define CEIL_GRACE_S	10 /* a run may overrun its --seconds by this much, then it fails */
-#define CEIL_LOWAT_MIN	(32u << 10) /* payload bytes left that make SO_RCVLOWAT worth a call */
-#define CEIL_ZC_REAP_AT 32	    /* zero-copy sends in flight before reaping notifications */
+#define CEIL_MAX_QD	 4096
+#define CEIL_MAX_IO	 (8u << 20)
+#define CEIL_GRACE_S	 10 /* a run may overrun its --seconds by this much, then it fails */
+#define CEIL_LOWAT_MIN	 (32u << 10) /* payload bytes left that make SO_RCVLOWAT worth a call */
+#define CEIL_ZC_REAP_AT	 32	     /* zero-copy sends in flight before reaping notifications */
+#define CEIL_EARLY_BYTES (16u << 10) /* see ceil_early() */
 
 enum ceil_mode {
 	CEIL_MODE_BLOCK, /* blocking sockets: threads sleep in recv and are woken by the stack */
@@ -86,10 +87,12 @@ struct ceil_opts {
 	uint32_t rxbuf; /* bytes asked of one recv() */
 	bool json;
 	bool tap;
-	bool verify;   /* check every payload byte against the pattern */
-	bool thp;      /* transparent huge pages for the receive area and the payload */
-	bool rcvlowat; /* blocking mode: SO_RCVLOWAT to the rest of a large payload */
-	bool uring;    /* server: recv and sendmsg through io_uring, one io_uring_enter a turn */
+	bool verify;	/* check every payload byte against the pattern */
+	bool thp;	/* transparent huge pages for the receive area and the payload */
+	bool rcvlowat;	/* blocking mode: SO_RCVLOWAT to the rest of a large payload */
+	bool uring;	/* server: recv and sendmsg through io_uring, one io_uring_enter a turn */
+	unsigned early; /* blocking mode: the first this many responses/commands of a turn (or
+			   CEIL_EARLY_BYTES) leave at once, the rest at its end; 0: off */
 };
 
 /* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
@@ -136,7 +139,10 @@ struct ceil_side {
 	uint64_t recvs;
 	int lowat; /* SO_RCVLOWAT in force */
 	double cpu_s;
-	int err; /* 0 or -errno: why this side stopped early */
+	int err;	     /* 0 or -errno: why this side stopped early */
+	unsigned turn_count; /* PDUs answered (server) or commands issued (client) this turn */
+	bool early_done;     /* this turn's first part has left */
+	bool stopping;	     /* client: no new commands */
 	/* client only */
 	uint16_t *free_cids;
 	unsigned nfree;
@@ -609,6 +615,41 @@ static int ceil_side_add_hdr(struct ceil_side *s, uint16_t cid, unsigned idx, co
 	return ceil_tx_add_ref(&s->tx, slot, len);
 }
 
+static int ceil_client_issue(struct ceil_side *s, uint64_t now);
+
+static size_t ceil_tx_queued(const struct ceil_tx *tx)
+{
+	size_t n = 0;
+
+	for (unsigned i = tx->iov_head; i < tx->iov_cnt; i++)
+		n += tx->iov[i].iov_len;
+	return n;
+}
+
+/* Blocking mode, after each command answered (server) or completed (client, which issues its
+ * replacement at once): the first --early of a turn (or CEIL_EARLY_BYTES) leave right away,
+ * the rest with the turn's one sendmsg. The peer, asleep in recv, wakes on the first ones and
+ * works on them while this side goes on, instead of the two taking turns: nvtcp does the same
+ * in interrupt mode (tgt_conn_flush_early, host_conn_flush_early), so the ceiling must too. */
+static int ceil_early(struct ceil_side *s, uint64_t now)
+{
+	const struct ceil_opts *o = s->opts;
+	int r;
+
+	if (!o->early || o->mode != CEIL_MODE_BLOCK || s->early_done)
+		return 0;
+	if (s->issue_ns) {
+		if (s->stopping)
+			return 0;
+		if ((r = ceil_client_issue(s, now)) < 0)
+			return r;
+	}
+	if (++s->turn_count < o->early && ceil_tx_queued(&s->tx) < CEIL_EARLY_BYTES)
+		return 0;
+	s->early_done = true;
+	return ceil_tx_flush(&s->tx, s->fd, true);
+}
+
 /* Server: one complete PDU arrived. Client: likewise. Returns 0 or -errno. */
 static int ceil_deliver(struct ceil_side *s, uint64_t now)
 {
@@ -635,7 +676,9 @@ static int ceil_deliver(struct ceil_side *s, uint64_t now)
 		}
 		ceil_short_hdr(h, CEIL_T_CAPSULE_RESP, CEIL_SHORT_LEN);
 		le16_put(h + 8 + 12, rx->cur_cid);
-		return ceil_side_add_hdr(s, rx->cur_cid, 1, h, CEIL_SHORT_LEN);
+		if ((r = ceil_side_add_hdr(s, rx->cur_cid, 1, h, CEIL_SHORT_LEN)) < 0)
+			return r;
+		return ceil_early(s, now);
 	case CEIL_T_C2H_DATA:
 		if (!s->issue_ns || rx->cur_cid >= o->qd || !s->busy[rx->cur_cid] ||
 		    rx->data_off != o->io_size)
@@ -655,7 +698,7 @@ static int ceil_deliver(struct ceil_side *s, uint64_t now)
 		s->ios++;
 		s->free_cids[s->nfree++] = cid;
 		s->t_end = now;
-		return 0;
+		return ceil_early(s, now);
 	}
 	default:
 		return -EPROTO;
@@ -731,6 +774,8 @@ static ssize_t ceil_side_recv(struct ceil_side *s, bool wait)
 	if (n < 0)
 		return -errno;
 	s->recvs++;
+	s->turn_count = 0;
+	s->early_done = false;
 	if (n > 0) {
 		int r = ceil_rx_feed(s, s->rx.buf, (size_t)n, s->issue_ns ? ceil_now_ns() : 0);
 
@@ -915,7 +960,7 @@ static void *ceil_client_main(void *arg)
 		ssize_t n;
 
 		if (now >= deadline)
-			stopping = true;
+			stopping = s->stopping = true;
 		if (stopping && s->nfree == o->qd)
 			break;
 		if (now > ceil_hard_deadline_ns) {
@@ -1049,6 +1094,9 @@ static void ceil_usage(FILE *f)
 		"      --uring           server: recv/sendmsg through io_uring, one "
 		"io_uring_enter\n"
 		"                        per turn (copying sends only)\n"
+		"      --early N         blocking mode: the first N responses or commands of a\n"
+		"                        turn (or 16 KiB) leave at once, the rest at its end, as\n"
+		"                        nvtcp does in interrupt mode (default 4, 0 = off)\n"
 		"      --verify          check every payload byte\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
@@ -1094,6 +1142,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		OPT_NO_SPLICE,
 		OPT_SPLICE_MIN,
 		OPT_URING,
+		OPT_EARLY,
 	};
 	static const struct option lo[] = {
 		{"rw", required_argument, NULL, 'w'},
@@ -1118,6 +1167,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		{"json", no_argument, NULL, OPT_JSON},
 		{"tap", no_argument, NULL, OPT_TAP},
 		{"uring", no_argument, NULL, OPT_URING},
+		{"early", required_argument, NULL, OPT_EARLY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1125,7 +1175,8 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 	char *end;
 	int c;
 
-	*o = (struct ceil_opts){.mode = CEIL_MODE_BLOCK,
+	*o = (struct ceil_opts){.early = 4,
+				.mode = CEIL_MODE_BLOCK,
 				.rw = CEIL_RW_READ,
 				.io_size = 4096,
 				.qd = 32,
@@ -1230,6 +1281,11 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		case OPT_URING:
 			o->uring = true;
 			break;
+		case OPT_EARLY:
+			if (ceil_parse_size(optarg, CEIL_MAX_QD, &v) < 0)
+				return -EINVAL;
+			o->early = (unsigned)v;
+			break;
 		case 'h':
 			ceil_usage(stdout);
 			exit(0);
@@ -1241,7 +1297,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		return -EINVAL;
 	o->splice = o->io_size >= o->splice_min && !o->uring; /* --uring: copying sends */
 	if (o->uring)
-		o->zerocopy = false;
+		o->zerocopy = false, o->early = 0; /* its sends are io_uring's, not ours */
 	/* Blocking mode stays deadlock-free if the small PDUs one side may queue while the
 	 * other is blocked sending (Q commands, or Q responses) fit in the socket buffers. */
 	if (o->sockbuf > 0 && o->sockbuf < (int)(2 * o->qd * CEIL_CMD_LEN))
@@ -1317,7 +1373,7 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       ",\"client_sendmsgs\":%" PRIu64 ",\"client_recvs\":%" PRIu64
 		       ",\"splice\":%s,\"zerocopy\":%s,\"zc_sends\":%" PRIu64
 		       ",\"zc_copied\":%" PRIu64 ",\"sockbuf\":%d,\"rxbuf\":%" PRIu32
-		       ",\"busy_poll_sockopt\":%s,\"uring\":%s"
+		       ",\"busy_poll_sockopt\":%s,\"uring\":%s,\"early\":%u"
 		       ",\"server_cpu\":%d,\"client_cpu\":%d}\n",
 		       ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd, secs,
 		       cl->ios, iops, mbps, cpu_bound_iops, lat_us, (double)cl->lat_max_ns / 1e3,
@@ -1325,8 +1381,8 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       cl->tx.sendmsgs, cl->recvs, o->splice ? "true" : "false",
 		       o->zerocopy ? "true" : "false", sv->tx.zc_sends + cl->tx.zc_sends,
 		       sv->tx.zc_copied + cl->tx.zc_copied, o->sockbuf, o->rxbuf,
-		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false", o->server_cpu,
-		       o->client_cpu);
+		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false",
+		       o->mode == CEIL_MODE_BLOCK ? o->early : 0, o->server_cpu, o->client_cpu);
 		return;
 	}
 	/* at QD1 the latency of an I/O is one round trip: command out, response back */
