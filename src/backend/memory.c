@@ -15,12 +15,12 @@
 
 /* CRC cache for data digests (nvtcp_backend_crc_update): the CRC32C from 0 of each aligned
  * MEM_CRC_CHUNK of the namespace that a digest read has needed since it last changed. Made on
- * first use (1 GiB: 1.25 MiB, MAP_NORESERVE), never locked: its user promises one thread. */
+ * first use (1 GiB: 2 MiB, MAP_NORESERVE), never locked: its user promises one thread. */
 #define MEM_CRC_CHUNK 4096
+#define MEM_CRC_KNOWN (1ull << 32) /* one word per chunk: one cache miss per lookup, not two */
 
 struct mem_crc_cache {
-	uint32_t *crc;
-	uint8_t *ok; /* crc[i] holds chunk i's CRC */
+	uint64_t *ent; /* chunk i's CRC in the low half of ent[i] if MEM_CRC_KNOWN is set */
 	size_t nchunks;
 	size_t map_len;
 	struct crc32c_shift shift; /* by MEM_CRC_CHUNK bytes */
@@ -81,7 +81,7 @@ static void mem_crc_cache_free(struct mem_backend *mb)
 {
 	if (!mb->cc)
 		return;
-	munmap(mb->cc->crc, mb->cc->map_len);
+	munmap(mb->cc->ent, mb->cc->map_len);
 	free(mb->cc);
 	mb->cc = NULL;
 }
@@ -125,7 +125,7 @@ static void mem_crc_forget(struct mem_backend *mb, uint64_t off, uint64_t len)
 		return;
 	if (last >= cc->nchunks)
 		last = cc->nchunks - 1;
-	memset(cc->ok + first, 0, last - first + 1);
+	memset(cc->ent + first, 0, (last - first + 1) * sizeof(cc->ent[0]));
 }
 
 static bool mem_crc_cache_make(struct mem_backend *mb)
@@ -138,10 +138,10 @@ static bool mem_crc_cache_make(struct mem_backend *mb)
 	cc = calloc(1, sizeof(*cc));
 	if (cc) {
 		cc->nchunks = n;
-		cc->map_len = n * (sizeof(uint32_t) + 1) + 1;
-		cc->crc = mmap(NULL, cc->map_len, PROT_READ | PROT_WRITE,
+		cc->map_len = (n ? n : 1) * sizeof(uint64_t);
+		cc->ent = mmap(NULL, cc->map_len, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (cc->crc == MAP_FAILED) {
+		if (cc->ent == MAP_FAILED) {
 			free(cc);
 			cc = NULL;
 		}
@@ -150,7 +150,6 @@ static bool mem_crc_cache_make(struct mem_backend *mb)
 		mb->cc_failed = true;
 		return false;
 	}
-	cc->ok = (uint8_t *)(cc->crc + n); /* zero: nothing known yet */
 	crc32c_shift_init(&cc->shift, MEM_CRC_CHUNK);
 	mb->cc = cc;
 	return true;
@@ -182,11 +181,9 @@ static uint32_t mem_crc_update(struct nvtcp_backend *be, uint32_t crc, const voi
 	     len -= MEM_CRC_CHUNK, b += MEM_CRC_CHUNK, off += MEM_CRC_CHUNK) {
 		size_t i = off / MEM_CRC_CHUNK;
 
-		if (!cc->ok[i]) {
-			cc->crc[i] = crc32c_update(0, b, MEM_CRC_CHUNK);
-			cc->ok[i] = 1;
-		}
-		crc = crc32c_shift(&cc->shift, crc) ^ cc->crc[i];
+		if (!(cc->ent[i] & MEM_CRC_KNOWN))
+			cc->ent[i] = MEM_CRC_KNOWN | crc32c_update(0, b, MEM_CRC_CHUNK);
+		crc = crc32c_shift(&cc->shift, crc) ^ (uint32_t)cc->ent[i];
 	}
 	return crc32c_update(crc, b, len);
 }
