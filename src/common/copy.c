@@ -10,31 +10,27 @@
 
 #ifdef COPY_X86
 
-/* memcpy up to the first `align`-byte boundary of dst; returns how many bytes that took. */
-static size_t copy_head(uint8_t *d, const uint8_t *s, size_t n, size_t align)
+/* What both variants share: a copy below COPY_COLD_MIN is a plain memcpy; otherwise the head is
+ * copied plainly up to the first `align`-byte boundary of the destination. Returns the bytes
+ * left for non-temporal stores, with *d and *s moved past what was copied. */
+static size_t copy_cold_prologue(uint8_t **d, const uint8_t **s, size_t n, size_t align)
 {
-	size_t head = (size_t)(-(uintptr_t)d & (align - 1));
+	size_t head = (size_t)(-(uintptr_t)*d & (align - 1));
 
-	if (head > n)
+	if (n < COPY_COLD_MIN)
 		head = n;
-	memcpy(d, s, head);
-	return head;
+	memcpy(*d, *s, head);
+	*d += head;
+	*s += head;
+	return n - head;
 }
 
 __attribute__((target("sse2"))) void copy_cold_sse2(void *dst, const void *src, size_t n)
 {
 	uint8_t *d = dst;
 	const uint8_t *s = src;
-	size_t head;
 
-	if (n < COPY_COLD_MIN) {
-		memcpy(d, s, n);
-		return;
-	}
-	head = copy_head(d, s, n, 16);
-	d += head;
-	s += head;
-	n -= head;
+	n = copy_cold_prologue(&d, &s, n, 16);
 	for (; n >= 64; n -= 64, d += 64, s += 64) {
 		__m128i a = _mm_loadu_si128((const __m128i *)s);
 		__m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
@@ -55,16 +51,8 @@ __attribute__((target("avx2"))) void copy_cold_avx2(void *dst, const void *src, 
 {
 	uint8_t *d = dst;
 	const uint8_t *s = src;
-	size_t head;
 
-	if (n < COPY_COLD_MIN) {
-		memcpy(d, s, n);
-		return;
-	}
-	head = copy_head(d, s, n, 32);
-	d += head;
-	s += head;
-	n -= head;
+	n = copy_cold_prologue(&d, &s, n, 32);
 	for (; n >= 64; n -= 64, d += 64, s += 64) {
 		__m256i a = _mm256_loadu_si256((const __m256i *)s);
 		__m256i b = _mm256_loadu_si256((const __m256i *)(s + 32));

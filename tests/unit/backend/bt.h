@@ -40,28 +40,32 @@ static inline int bt_wait(struct nvtcp_backend_channel *ch)
 	return 0;
 }
 
-/* Submit one bio over iov and wait. Returns the submit error, or the completion status;
- * 1000 + calls if done ran other than once. */
-static inline int bt_iov(struct nvtcp_backend_channel *ch, enum nvtcp_bio_op op, uint64_t off,
-			 const struct iovec *iov, int iovcnt, uint64_t len, bool fua)
+/* Submit bio (its done and priv are set here) and wait. Returns the submit error, or the
+ * completion status; 1000 + calls if done ran other than once. */
+static inline int bt_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 {
 	struct bt_done d = {0, 0};
-	struct nvtcp_bio bio = {.op = op,
-				.offset = off,
-				.length = len,
-				.iov = iov,
-				.iovcnt = iovcnt,
-				.fua = fua,
-				.done = bt_done_fn,
-				.priv = &d};
-	int ret = nvtcp_backend_submit(ch, &bio);
+	int ret;
 
+	bio->done = bt_done_fn;
+	bio->priv = &d;
+	ret = nvtcp_backend_submit(ch, bio);
 	if (ret < 0)
 		return ret;
 	ret = bt_wait(ch);
 	if (ret < 0)
 		return ret;
 	return d.calls == 1 ? d.status : 1000 + d.calls;
+}
+
+/* Submit one bio over iov and wait; returns like bt_submit. */
+static inline int bt_iov(struct nvtcp_backend_channel *ch, enum nvtcp_bio_op op, uint64_t off,
+			 const struct iovec *iov, int iovcnt, uint64_t len, bool fua)
+{
+	struct nvtcp_bio bio = {
+		.op = op, .offset = off, .length = len, .iov = iov, .iovcnt = iovcnt, .fua = fua};
+
+	return bt_submit(ch, &bio);
 }
 
 static inline int bt_io(struct nvtcp_backend_channel *ch, enum nvtcp_bio_op op, uint64_t off,
