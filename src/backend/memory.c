@@ -22,7 +22,6 @@
 struct mem_crc_cache {
 	uint64_t *ent; /* chunk i's CRC in the low half of ent[i] if MEM_CRC_KNOWN is set */
 	size_t nchunks;
-	size_t map_len;
 	struct crc32c_shift shift; /* by MEM_CRC_CHUNK bytes */
 };
 
@@ -30,8 +29,8 @@ struct mem_backend {
 	struct nvtcp_backend base;
 	unsigned char *data;
 	size_t page_size;
-	struct mem_crc_cache *cc; /* NULL until the first nvtcp_backend_crc_update */
-	bool cc_failed;		  /* could not make one: CRC the bytes */
+	struct mem_crc_cache cc; /* cc.ent NULL until the first nvtcp_backend_crc_update */
+	bool cc_failed;		 /* could not make one: CRC the bytes */
 };
 
 struct mem_channel {
@@ -77,20 +76,12 @@ static int mem_open(const struct nvtcp_backend_conf *conf, struct nvtcp_backend 
 	return 0;
 }
 
-static void mem_crc_cache_free(struct mem_backend *mb)
-{
-	if (!mb->cc)
-		return;
-	munmap(mb->cc->ent, mb->cc->map_len);
-	free(mb->cc);
-	mb->cc = NULL;
-}
-
 static void mem_close(struct nvtcp_backend *be)
 {
 	struct mem_backend *mb = container_of(be, struct mem_backend, base);
 
-	mem_crc_cache_free(mb);
+	if (mb->cc.ent)
+		munmap(mb->cc.ent, mb->cc.nchunks * sizeof(mb->cc.ent[0]));
 	munmap(mb->data, be->size);
 	free(mb);
 }
@@ -114,10 +105,10 @@ static void mem_channel_close(struct nvtcp_backend_channel *ch)
 /* [off, off + len) is about to change or just changed: forget the CRCs of its chunks. */
 static void mem_crc_forget(struct mem_backend *mb, uint64_t off, uint64_t len)
 {
-	struct mem_crc_cache *cc = mb->cc;
+	struct mem_crc_cache *cc = &mb->cc;
 	size_t first, last;
 
-	if (!cc || len == 0)
+	if (!cc->ent || len == 0)
 		return;
 	first = off / MEM_CRC_CHUNK;
 	last = (off + len - 1) / MEM_CRC_CHUNK;
@@ -130,28 +121,22 @@ static void mem_crc_forget(struct mem_backend *mb, uint64_t off, uint64_t len)
 
 static bool mem_crc_cache_make(struct mem_backend *mb)
 {
-	struct mem_crc_cache *cc;
+	struct mem_crc_cache *cc = &mb->cc;
 	size_t n = mb->base.size / MEM_CRC_CHUNK; /* a partial last chunk is never cached */
+	void *ent;
 
-	if (mb->cc || mb->cc_failed)
-		return mb->cc != NULL;
-	cc = calloc(1, sizeof(*cc));
-	if (cc) {
-		cc->nchunks = n;
-		cc->map_len = (n ? n : 1) * sizeof(uint64_t);
-		cc->ent = mmap(NULL, cc->map_len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (cc->ent == MAP_FAILED) {
-			free(cc);
-			cc = NULL;
-		}
-	}
-	if (!cc) {
+	if (cc->ent || mb->cc_failed)
+		return cc->ent != NULL;
+	ent = n ? mmap(NULL, n * sizeof(cc->ent[0]), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+		: MAP_FAILED;
+	if (ent == MAP_FAILED) {
 		mb->cc_failed = true;
 		return false;
 	}
 	crc32c_shift_init(&cc->shift, MEM_CRC_CHUNK);
-	mb->cc = cc;
+	cc->nchunks = n;
+	cc->ent = ent;
 	return true;
 }
 
@@ -161,15 +146,13 @@ static uint32_t mem_crc_update(struct nvtcp_backend *be, uint32_t crc, const voi
 {
 	struct mem_backend *mb = container_of(be, struct mem_backend, base);
 	const unsigned char *b = p;
-	struct mem_crc_cache *cc;
-	uint64_t off;
+	struct mem_crc_cache *cc = &mb->cc;
+	uint64_t off = (uint64_t)((uintptr_t)b - (uintptr_t)mb->data);
 	size_t head;
 
-	if (b < mb->data || b > mb->data + be->size || len > (size_t)(mb->data + be->size - b) ||
-	    !mem_crc_cache_make(mb))
+	/* (off wraps for bytes before the namespace) */
+	if (off > be->size || len > be->size - off || !mem_crc_cache_make(mb))
 		return crc32c_update(crc, p, len);
-	cc = mb->cc;
-	off = (uint64_t)(b - mb->data);
 	head = (size_t)(-off & (MEM_CRC_CHUNK - 1));
 	if (head > len)
 		head = len;

@@ -248,13 +248,8 @@ static void host_h2c_pump(struct host_req *req)
  * half alone took 4K randwrite QD32 in interrupt mode from 312-331K to 510-548K IOPS. */
 static void host_conn_flush_early(struct host_conn *c)
 {
-	if (!c->woke || ++c->turn_cmds > STREAM_EARLY_CMDS)
-		return;
-	if (c->turn_cmds < STREAM_EARLY_CMDS && c->stream.tx_queued_bytes < STREAM_EARLY_BYTES)
-		return;
-	c->turn_cmds = STREAM_EARLY_CMDS + 1; /* once per poll */
-	/* errors and a full socket are left to the flush at the end of host_conn_poll */
-	(void)stream_flush(&c->stream);
+	if (c->woke)
+		stream_flush_early(&c->stream, &c->turn_cmds);
 }
 
 int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const struct iovec *iov,

@@ -456,6 +456,16 @@ int stream_flush(struct stream *s)
 	return s->io->flush ? s->io->flush(s) : 0;
 }
 
+void stream_flush_early(struct stream *s, unsigned *turn_cmds)
+{
+	if (++*turn_cmds > STREAM_EARLY_CMDS)
+		return;
+	if (*turn_cmds < STREAM_EARLY_CMDS && s->tx_queued_bytes < STREAM_EARLY_BYTES)
+		return;
+	*turn_cmds = STREAM_EARLY_CMDS + 1; /* once per turn */
+	(void)stream_flush(s);
+}
+
 /* ---- fatal errors ----------------------------------------------------------------------- */
 
 /* Write all of iov within a few short waits (max_waits of 100 ms each; 0: never wait, what

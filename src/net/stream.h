@@ -41,8 +41,9 @@
 /* Interrupt mode (the peer sleeps between bursts): each side sends the first commands or
  * responses of a turn as soon as STREAM_EARLY_CMDS of them or STREAM_EARLY_BYTES are queued,
  * once per turn, and the rest at the end of the turn. The woken peer then works on the first
- * ones while this side handles the rest, instead of the two taking turns. Used by
- * tgt_conn_flush_early and host_conn_flush_early, where the measurements are. */
+ * ones while this side handles the rest, instead of the two taking turns. See
+ * stream_flush_early; its callers tgt_conn_flush_early and host_conn_flush_early have the
+ * measurements. */
 #define STREAM_EARLY_CMDS  4
 #define STREAM_EARLY_BYTES (16 * 1024)
 
@@ -167,6 +168,11 @@ void stream_queue(struct stream *s, struct stream_tx *tx);
  * crc (NULL: crc32c_update) computes every CRC over the payload, with crc_ctx; for example
  * nvtcp_backend_crc_update, for a payload lent by a backend that caches its blocks' CRCs. */
 void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn crc, void *crc_ctx);
+/* Interrupt mode, after the owner queued one more command or response of the current turn
+ * (*turn_cmds counts them; the owner zeroes it when a turn starts): once STREAM_EARLY_CMDS of
+ * them or STREAM_EARLY_BYTES are queued, flush now, once per turn. Errors and a full socket
+ * are left to the owner's flush at the end of the turn. */
+void stream_flush_early(struct stream *s, unsigned *turn_cmds);
 /* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
  * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
 int stream_flush(struct stream *s);

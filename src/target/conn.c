@@ -414,13 +414,8 @@ static void tgt_conn_flush_work(struct loop_work *w)
  * the host is awake anyway, and the extra sendmsg made 4K randread QD32 25% slower there. */
 static void tgt_conn_flush_early(struct tgt_conn *c)
 {
-	if (loop_is_busy_poll(c->loop) || ++c->turn_cmds > STREAM_EARLY_CMDS)
-		return;
-	if (c->turn_cmds < STREAM_EARLY_CMDS && c->stream.tx_queued_bytes < STREAM_EARLY_BYTES)
-		return;
-	c->turn_cmds = STREAM_EARLY_CMDS + 1; /* once per turn */
-	/* errors and a full socket are left to the flush at the end of the turn */
-	(void)stream_flush(&c->stream);
+	if (!loop_is_busy_poll(c->loop))
+		stream_flush_early(&c->stream, &c->turn_cmds);
 }
 
 static void tgt_creq_send_r2t(struct tgt_creq *r)
