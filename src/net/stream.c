@@ -456,13 +456,25 @@ int stream_flush(struct stream *s)
 	return s->io->flush ? s->io->flush(s) : 0;
 }
 
-void stream_flush_early(struct stream *s, unsigned *turn_cmds)
+void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll)
 {
-	if (++*turn_cmds > STREAM_EARLY_CMDS)
+	/* bytes this command or response queued: everything ever queued, minus the last mark */
+	uint64_t total = s->tx_bytes + s->tx_queued_bytes;
+	uint64_t added = total - s->early_mark;
+	bool now;
+
+	s->early_mark = total;
+	if (*turn_cmds == STREAM_EARLY_SENT)
 		return;
-	if (*turn_cmds < STREAM_EARLY_CMDS && s->tx_queued_bytes < STREAM_EARLY_BYTES)
+	if (*turn_cmds < STREAM_EARLY_CMDS)
+		++*turn_cmds;
+	if (busy_poll)
+		now = added >= STREAM_EARLY_POLL_BYTES;
+	else
+		now = *turn_cmds == STREAM_EARLY_CMDS || s->tx_queued_bytes >= STREAM_EARLY_BYTES;
+	if (!now)
 		return;
-	*turn_cmds = STREAM_EARLY_CMDS + 1; /* once per turn */
+	*turn_cmds = STREAM_EARLY_SENT;
 	(void)stream_flush(s);
 }
 

@@ -18,6 +18,7 @@
 #ifndef NVTCP_NET_STREAM_H
 #define NVTCP_NET_STREAM_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,13 @@
  * measurements. */
 #define STREAM_EARLY_CMDS  4
 #define STREAM_EARLY_BYTES (16 * 1024)
+/* Busy-poll mode (the peer is awake): only a command or response that queued this many bytes
+ * (a large transfer) is sent early, the first of a turn, so that the peer works on it while
+ * this side copies the rest of the turn (0.5-1 MiB of 128 KiB transfers) into the socket;
+ * sent in one sendmsg, less of that overlapped (measured; see host_conn_flush_early). Turns of
+ * small transfers keep their one sendmsg (an extra one per turn cost 4K randread QD32 5-25%). */
+#define STREAM_EARLY_POLL_BYTES (64 * 1024)
+#define STREAM_EARLY_SENT	UINT_MAX /* *turn_cmds of stream_flush_early: done this turn */
 
 struct stream;
 
@@ -126,6 +134,7 @@ struct stream {
 	 * most STREAM_RING_BIG_READ bytes per read, so that the next large payload is read
 	 * straight into its destination instead of into the ring (and copied again). */
 	bool rx_big;
+	uint64_t early_mark; /* tx_bytes + tx_queued_bytes at the last stream_flush_early */
 	/* statistics */
 	uint64_t rx_bytes, tx_bytes, rx_syscalls, tx_syscalls, rx_direct_bytes;
 };
@@ -168,11 +177,12 @@ void stream_queue(struct stream *s, struct stream_tx *tx);
  * crc (NULL: crc32c_update) computes every CRC over the payload, with crc_ctx; for example
  * nvtcp_backend_crc_update, for a payload lent by a backend that caches its blocks' CRCs. */
 void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn crc, void *crc_ctx);
-/* Interrupt mode, after the owner queued one more command or response of the current turn
- * (*turn_cmds counts them; the owner zeroes it when a turn starts): once STREAM_EARLY_CMDS of
- * them or STREAM_EARLY_BYTES are queued, flush now, once per turn. Errors and a full socket
- * are left to the owner's flush at the end of the turn. */
-void stream_flush_early(struct stream *s, unsigned *turn_cmds);
+/* After the owner queued one more command or response of the current turn (*turn_cmds
+ * counts them; the owner zeroes it when a turn starts): in interrupt mode (busy_poll false)
+ * flush once STREAM_EARLY_CMDS of them or STREAM_EARLY_BYTES are queued, in busy-poll mode
+ * once one of them queued STREAM_EARLY_POLL_BYTES; either way once per turn. Errors and a
+ * full socket are left to the owner's flush at the end of the turn. */
+void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll);
 /* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
  * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
 int stream_flush(struct stream *s);

@@ -592,6 +592,92 @@ static void test_late_ddgst(void)
 	late_ddgst_run(5000, true);
 }
 
+static uint8_t early_hdr[32], early_big[64 * 1024];
+
+/* test_flush_early: queue a tx of 32 header bytes and len payload bytes, then apply the rule */
+static void early_one(struct stream *s, struct stream_tx *tx, size_t len, unsigned *turn, bool poll,
+		      size_t *want)
+{
+	tx->iovcnt = 2;
+	tx->iov[0] = (struct iovec){early_hdr, sizeof(early_hdr)};
+	tx->iov[1] = (struct iovec){early_big, len};
+	tx->done = tx_done;
+	*want += sizeof(early_hdr) + len;
+	stream_queue(s, tx);
+	stream_flush_early(s, turn, poll);
+}
+
+/* stream_flush_early, counted in sendmsg calls (the socket takes everything: no partial
+ * writes). Busy-poll mode: the first 64 KiB response of a turn leaves at once, once per turn;
+ * a turn of smaller ones never, however many bytes they add up to. Interrupt mode: the fourth
+ * small response or the first 16 KiB, once per turn. Every byte arrives. */
+static void test_flush_early(void)
+{
+	static struct stream_tx tx[12];
+	static uint8_t out[64 * 1024];
+	struct stream s;
+	int sv[2], sndbuf = 4 << 20, k = 0;
+	unsigned turn;
+	size_t want = 0, got = 0;
+
+	make_pair(sv);
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sndbuf, sizeof(sndbuf));
+	TAP_CHECK_EQ(stream_init(&s, sv[0], PDU_ROLE_CTRL, 0, &owner_cbs, NULL), 0);
+	done_count = done_status_bad = 0;
+
+	turn = 0; /* busy-poll, a small one, then 64 KiB ones */
+	early_one(&s, &tx[k++], 100, &turn, true, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 0);
+	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 1); /* a large one: sent at once */
+	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 1); /* once per turn */
+	TAP_CHECK_EQ(stream_flush(&s), 0);
+	TAP_CHECK_EQ(s.tx_syscalls, 2);
+	turn = 0; /* busy-poll, a turn of 5 x 16 KiB: 80 KiB, none of them large */
+	for (int i = 0; i < 5; i++)
+		early_one(&s, &tx[k++], 16 * 1024, &turn, true, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 2);
+	TAP_CHECK_EQ(stream_flush(&s), 0);
+	TAP_CHECK_EQ(s.tx_syscalls, 3);
+	/* drain what arrived so far (the socket buffer stays far from full) */
+	while (got < want) {
+		ssize_t n = read(sv[1], out, sizeof(out));
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	turn = 0; /* interrupt mode: the fourth small one */
+	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 3);
+	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 4);
+	TAP_CHECK_EQ(k, 12);
+	k = 0;
+	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 4); /* once per turn */
+	TAP_CHECK_EQ(stream_flush(&s), 0);
+	turn = 0; /* interrupt mode: 16 KiB at once */
+	early_one(&s, &tx[k++], 16 * 1024, &turn, false, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 6);
+	TAP_CHECK_EQ(done_count, 14);
+	TAP_CHECK_EQ(done_status_bad, 0);
+	while (got < want) {
+		ssize_t n = read(sv[1], out, sizeof(out));
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	TAP_CHECK_EQ(got, want);
+	stream_fini(&s);
+	close(sv[1]);
+}
+
 static void test_fini_aborts_queued(void)
 {
 	static struct stream_tx tx[3];
@@ -706,6 +792,7 @@ int main(void)
 	TAP_RUN(test_short_read_stops);
 	TAP_RUN(test_partial_writes);
 	TAP_RUN(test_late_ddgst);
+	TAP_RUN(test_flush_early);
 	TAP_RUN(test_fini_aborts_queued);
 	TAP_RUN(test_term_req_on_bad_pdu);
 	TAP_RUN(test_owner_error_passes_through);
