@@ -93,6 +93,8 @@ struct ceil_opts {
 	bool uring;	/* server: recv and sendmsg through io_uring, one io_uring_enter a turn */
 	unsigned early; /* blocking mode: the first this many responses/commands of a turn (or
 			   CEIL_EARLY_BYTES) leave at once, the rest at its end; 0: off */
+	bool random;	/* randread/randwrite: --span offsets are random, else sequential */
+	uint64_t span;	/* server's read payloads come from this many bytes (0: io_size) */
 };
 
 /* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
@@ -142,6 +144,8 @@ struct ceil_side {
 	int err;	     /* 0 or -errno: why this side stopped early */
 	unsigned turn_count; /* PDUs answered (server) or commands issued (client) this turn */
 	bool early_done;     /* this turn's first part has left */
+	uint64_t span_next;  /* server: next payload offset in the span (sequential) */
+	uint64_t span_rng;   /* server: xorshift state for random span offsets */
 	bool stopping;	     /* client: no new commands */
 	/* client only */
 	uint16_t *free_cids;
@@ -423,6 +427,27 @@ static int ceil_tx_add_copy(struct ceil_tx *tx, const void *src, size_t len)
 	return 0;
 }
 
+/* Where the server's next read payload starts in ceil_data: 0 without --span, else the next
+ * io_size-aligned block of the span, random or sequential like nvtcp perf's workload. */
+static uint64_t ceil_span_offset(struct ceil_side *s)
+{
+	const struct ceil_opts *o = s->opts;
+	uint64_t blocks = o->span / o->io_size, b;
+
+	if (blocks <= 1)
+		return 0;
+	if (o->random) {
+		s->span_rng ^= s->span_rng << 13;
+		s->span_rng ^= s->span_rng >> 7;
+		s->span_rng ^= s->span_rng << 17;
+		b = s->span_rng % blocks;
+	} else {
+		b = s->span_next;
+		s->span_next = (b + 1) % blocks;
+	}
+	return b * o->io_size;
+}
+
 /* Queues a reference to bytes that stay untouched until sent (the payload pattern). */
 static int ceil_tx_add_ref(struct ceil_tx *tx, const void *src, size_t len)
 {
@@ -669,7 +694,8 @@ static int ceil_deliver(struct ceil_side *s, uint64_t now)
 			le16_put(h + 8, rx->cur_cid);
 			le32_put(h + 16, o->io_size);
 			if ((r = ceil_side_add_hdr(s, rx->cur_cid, 0, h, CEIL_SHORT_LEN)) < 0 ||
-			    (r = ceil_tx_add_ref(&s->tx, ceil_data, o->io_size)) < 0)
+			    (r = ceil_tx_add_ref(&s->tx, ceil_data + ceil_span_offset(s),
+						 o->io_size)) < 0)
 				return r;
 		} else if (rx->cur_opc != CEIL_OPC_WRITE || rx->data_off != o->io_size) {
 			return -EPROTO;
@@ -717,6 +743,7 @@ static int ceil_side_init(struct ceil_side *s, const struct ceil_opts *o, bool c
 	s->opts = o;
 	s->fd = -1;
 	s->tx.pipe[0] = s->tx.pipe[1] = -1;
+	s->span_rng = 0x9e3779b97f4a7c15ull;
 	r = ceil_rx_init(&s->rx, o->rxbuf, o->io_size, o->verify, o->thp);
 	if (!r)
 		r = ceil_tx_init(&s->tx, iov_cap, scratch, o);
@@ -1098,6 +1125,10 @@ static void ceil_usage(FILE *f)
 		"                        turn (or 16 KiB) leave at once, the rest at its end, as\n"
 		"                        nvtcp does in interrupt mode (default 4, 0 = off)\n"
 		"      --verify          check every payload byte\n"
+		"      --span BYTES      server: send read payloads from io-size blocks of a\n"
+		"                        buffer this large (suffix k/m/g), random (randread)\n"
+		"                        or in order, instead of one cache-hot block: the\n"
+		"                        memory traffic of a namespace that size\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
 		CEIL_MAX_QD);
@@ -1116,6 +1147,8 @@ static int ceil_parse_size(const char *s, uint64_t max, uint64_t *out)
 		v <<= 10, end++;
 	else if (*end == 'm' || *end == 'M')
 		v <<= 20, end++;
+	else if (*end == 'g' || *end == 'G')
+		v <<= 30, end++;
 	if (*end || v > max)
 		return -EINVAL;
 	*out = v;
@@ -1143,6 +1176,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		OPT_SPLICE_MIN,
 		OPT_URING,
 		OPT_EARLY,
+		OPT_SPAN,
 	};
 	static const struct option lo[] = {
 		{"rw", required_argument, NULL, 'w'},
@@ -1168,6 +1202,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		{"tap", no_argument, NULL, OPT_TAP},
 		{"uring", no_argument, NULL, OPT_URING},
 		{"early", required_argument, NULL, OPT_EARLY},
+		{"span", required_argument, NULL, OPT_SPAN},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1187,10 +1222,12 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 				.sockbuf = 4 << 20,
 				.thp = true,
 				.splice_min = 128u << 10,
-				.rcvlowat = false};
+				.rcvlowat = false,
+				.random = true};
 	while ((c = getopt_long(argc, argv, "w:o:q:t:m:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'w':
+			o->random = !strncmp(optarg, "rand", 4);
 			if (!strcmp(optarg, "read") || !strcmp(optarg, "randread"))
 				o->rw = CEIL_RW_READ;
 			else if (!strcmp(optarg, "write") || !strcmp(optarg, "randwrite"))
@@ -1286,6 +1323,11 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 				return -EINVAL;
 			o->early = (unsigned)v;
 			break;
+		case OPT_SPAN:
+			if (ceil_parse_size(optarg, UINT64_MAX, &v) < 0)
+				return -EINVAL;
+			o->span = v;
+			break;
 		case 'h':
 			ceil_usage(stdout);
 			exit(0);
@@ -1295,6 +1337,11 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 	}
 	if (optind != argc)
 		return -EINVAL;
+	/* span offsets are io_size multiples: the pattern (period 256) must repeat with them */
+	if (o->span && (o->span < o->io_size || o->io_size % 256))
+		return -EINVAL;
+	if (o->span < o->io_size)
+		o->span = o->io_size;
 	o->splice = o->io_size >= o->splice_min && !o->uring; /* --uring: copying sends */
 	if (o->uring)
 		o->zerocopy = false, o->early = 0; /* its sends are io_uring's, not ours */
@@ -1373,7 +1420,7 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       ",\"client_sendmsgs\":%" PRIu64 ",\"client_recvs\":%" PRIu64
 		       ",\"splice\":%s,\"zerocopy\":%s,\"zc_sends\":%" PRIu64
 		       ",\"zc_copied\":%" PRIu64 ",\"sockbuf\":%d,\"rxbuf\":%" PRIu32
-		       ",\"busy_poll_sockopt\":%s,\"uring\":%s,\"early\":%u"
+		       ",\"busy_poll_sockopt\":%s,\"uring\":%s,\"early\":%u,\"span\":%" PRIu64
 		       ",\"server_cpu\":%d,\"client_cpu\":%d}\n",
 		       ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd, secs,
 		       cl->ios, iops, mbps, cpu_bound_iops, lat_us, (double)cl->lat_max_ns / 1e3,
@@ -1382,7 +1429,8 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       o->zerocopy ? "true" : "false", sv->tx.zc_sends + cl->tx.zc_sends,
 		       sv->tx.zc_copied + cl->tx.zc_copied, o->sockbuf, o->rxbuf,
 		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false",
-		       o->mode == CEIL_MODE_BLOCK ? o->early : 0, o->server_cpu, o->client_cpu);
+		       o->mode == CEIL_MODE_BLOCK ? o->early : 0, o->span, o->server_cpu,
+		       o->client_cpu);
 		return;
 	}
 	/* at QD1 the latency of an I/O is one round trip: command out, response back */
@@ -1428,11 +1476,15 @@ int main(int argc, char **argv)
 	alarm((unsigned)o.seconds + 2 * CEIL_GRACE_S);
 	ceil_hard_deadline_ns = ceil_now_ns() + (uint64_t)((o.seconds + CEIL_GRACE_S) * 1e9);
 
-	ceil_data = ceil_big_alloc(o.io_size, o.thp);
+	ceil_data = ceil_big_alloc(o.span, o.thp);
 	r = ceil_data ? 0 : -ENOMEM;
-	if (!r)
+	if (!r) {
 		for (uint32_t i = 0; i < o.io_size; i++)
 			ceil_data[i] = ceil_pattern(i);
+		/* every block of a --span the same (the pattern's period divides io_size) */
+		for (uint64_t off = o.io_size; off < o.span; off += o.io_size)
+			memcpy(ceil_data + off, ceil_data, o.io_size);
+	}
 	if (!r)
 		r = ceil_side_init(&cl, &o, true);
 	if (!r)
