@@ -30,6 +30,7 @@
 
 #include <liburing.h>
 
+#include "common/copy.h"
 #include "common/le.h"
 
 #ifndef SO_ZEROCOPY
@@ -56,12 +57,13 @@
 #define CEIL_OPC_WRITE	    0x01
 #define CEIL_OPC_READ	    0x02
 
-#define CEIL_MAX_QD	 4096
-#define CEIL_MAX_IO	 (8u << 20)
-#define CEIL_GRACE_S	 10 /* a run may overrun its --seconds by this much, then it fails */
-#define CEIL_LOWAT_MIN	 (32u << 10) /* payload bytes left that make SO_RCVLOWAT worth a call */
-#define CEIL_ZC_REAP_AT	 32	     /* zero-copy sends in flight before reaping notifications */
-#define CEIL_EARLY_BYTES (16u << 10) /* see ceil_early() */
+#define CEIL_MAX_QD	      4096
+#define CEIL_MAX_IO	      (8u << 20)
+#define CEIL_GRACE_S	      10 /* a run may overrun its --seconds by this much, then it fails */
+#define CEIL_LOWAT_MIN	      (32u << 10) /* payload bytes left that make SO_RCVLOWAT worth a call */
+#define CEIL_ZC_REAP_AT	      32 /* zero-copy sends in flight before reaping notifications */
+#define CEIL_EARLY_BYTES      (16u << 10) /* see ceil_early() */
+#define CEIL_EARLY_POLL_BYTES (64u << 10)
 
 enum ceil_mode {
 	CEIL_MODE_BLOCK, /* blocking sockets: threads sleep in recv and are woken by the stack */
@@ -144,6 +146,7 @@ struct ceil_side {
 	int err;	     /* 0 or -errno: why this side stopped early */
 	unsigned turn_count; /* PDUs answered (server) or commands issued (client) this turn */
 	bool early_done;     /* this turn's first part has left */
+	uint8_t *store_at;   /* server: where the current write's payload goes (--span) */
 	uint64_t span_next;  /* server: next payload offset in the span (sequential) */
 	uint64_t span_rng;   /* server: xorshift state for random span offsets */
 	bool stopping;	     /* client: no new commands */
@@ -158,6 +161,9 @@ struct ceil_side {
 
 /* Payload pattern: read-only after start, so zero-copy sends never race with writers. */
 static uint8_t *ceil_data;
+/* --span with writes: the server stores each write payload here, at a block like a namespace
+ * of that size would (non-temporal copy out of the receive area, as nvtcpd does) */
+static uint8_t *ceil_store;
 static uint64_t ceil_hard_deadline_ns;
 
 static uint64_t ceil_now_ns(void)
@@ -266,6 +272,7 @@ static int64_t ceil_rx_header(struct ceil_rx *rx, const uint8_t *h)
 }
 
 static int ceil_deliver(struct ceil_side *s, uint64_t now);
+static uint64_t ceil_span_offset(struct ceil_side *s);
 
 static int ceil_rx_start_pdu(struct ceil_side *s, const uint8_t *h, uint64_t now)
 {
@@ -275,6 +282,8 @@ static int ceil_rx_start_pdu(struct ceil_side *s, const uint8_t *h, uint64_t now
 		return (int)dlen;
 	s->rx.data_left = (uint64_t)dlen;
 	s->rx.data_off = 0;
+	/* server, a write's payload follows: where it is stored (the header checked its size) */
+	s->store_at = ceil_store && dlen && !s->issue_ns ? ceil_store + ceil_span_offset(s) : NULL;
 	return dlen ? 0 : ceil_deliver(s, now);
 }
 
@@ -293,6 +302,8 @@ static int ceil_rx_feed(struct ceil_side *s, const uint8_t *p, size_t n, uint64_
 				for (size_t i = 0; i < take; i++)
 					rx->verify_errors += p[i] != ceil_pattern(rx->data_off + i);
 			}
+			if (s->store_at)
+				copy_cold(s->store_at + rx->data_off, p, take);
 			rx->data_off += take;
 			rx->data_left -= take;
 			p += take;
@@ -559,6 +570,10 @@ static int ceil_tx_flush(struct ceil_tx *tx, int fd, bool wait)
 {
 	uint64_t guard = 0;
 
+	/* stored write payloads reach memory before their completions leave */
+	if (ceil_store)
+		copy_cold_fence();
+
 	if (tx->pipe[1] >= 0)
 		return ceil_tx_flush_splice(tx, fd, wait);
 
@@ -651,17 +666,23 @@ static size_t ceil_tx_queued(const struct ceil_tx *tx)
 	return n;
 }
 
-/* Blocking mode, after each command answered (server) or completed (client, which issues its
- * replacement at once): the first --early of a turn (or CEIL_EARLY_BYTES) leave right away,
+/* After each command answered (server) or completed (client, which issues its replacement at
+ * once). Blocking mode: the first --early of a turn (or CEIL_EARLY_BYTES) leave right away,
  * the rest with the turn's one sendmsg. The peer, asleep in recv, wakes on the first ones and
- * works on them while this side goes on, instead of the two taking turns: nvtcp does the same
- * in interrupt mode (tgt_conn_flush_early, host_conn_flush_early), so the ceiling must too. */
+ * works on them while this side goes on, instead of the two taking turns. Busy-poll mode:
+ * only the first of a turn that carries a payload of CEIL_EARLY_POLL_BYTES or more (server:
+ * read data, client: write data) leaves at once, so that the peer works on it while this side
+ * copies the rest of the turn. nvtcp does the same (stream_flush_early), so the ceiling must
+ * too. --early 0 turns both off. */
 static int ceil_early(struct ceil_side *s, uint64_t now)
 {
 	const struct ceil_opts *o = s->opts;
+	bool carries = (o->rw == CEIL_RW_READ) == !s->issue_ns; /* server: reads; client: writes */
 	int r;
 
-	if (!o->early || o->mode != CEIL_MODE_BLOCK || s->early_done)
+	if (!o->early || s->early_done)
+		return 0;
+	if (o->mode != CEIL_MODE_BLOCK && (!carries || o->io_size < CEIL_EARLY_POLL_BYTES))
 		return 0;
 	if (s->issue_ns) {
 		if (s->stopping)
@@ -669,10 +690,11 @@ static int ceil_early(struct ceil_side *s, uint64_t now)
 		if ((r = ceil_client_issue(s, now)) < 0)
 			return r;
 	}
-	if (++s->turn_count < o->early && ceil_tx_queued(&s->tx) < CEIL_EARLY_BYTES)
+	if (o->mode == CEIL_MODE_BLOCK && ++s->turn_count < o->early &&
+	    ceil_tx_queued(&s->tx) < CEIL_EARLY_BYTES)
 		return 0;
 	s->early_done = true;
-	return ceil_tx_flush(&s->tx, s->fd, true);
+	return ceil_tx_flush(&s->tx, s->fd, o->mode == CEIL_MODE_BLOCK);
 }
 
 /* Server: one complete PDU arrived. Client: likewise. Returns 0 or -errno. */
@@ -1110,7 +1132,8 @@ static void ceil_usage(FILE *f)
 		"                        128k, loses up to 2x at 4k)\n"
 		"      --splice, --no-splice  same as --splice-min 0, or never\n"
 		"      --sockbuf BYTES   SO_SNDBUF/SO_RCVBUF, 0 = kernel autotuning (default 4m)\n"
-		"      --rxbuf BYTES     bytes per recv() (default: 256k, or 2 x QD x I/O size)\n"
+		"      --rxbuf BYTES     bytes per recv() (default: 256k, or 2 x QD x I/O size\n"
+		"                        unless --span stores writes)\n"
 		"      --server-cpu N    pin the server thread (default 0, -1 = no pinning)\n"
 		"      --client-cpu N    pin the client thread (default 1, -1 = no pinning)\n"
 		"      --no-thp          no huge pages for the receive area and payload\n"
@@ -1122,13 +1145,15 @@ static void ceil_usage(FILE *f)
 		"io_uring_enter\n"
 		"                        per turn (copying sends only)\n"
 		"      --early N         blocking mode: the first N responses or commands of a\n"
-		"                        turn (or 16 KiB) leave at once, the rest at its end, as\n"
-		"                        nvtcp does in interrupt mode (default 4, 0 = off)\n"
+		"                        turn (or 16 KiB) leave at once, the rest at its end;\n"
+		"                        busy-poll: the first carrying 64 KiB or more; as nvtcp\n"
+		"                        does (default 4, 0 = off)\n"
 		"      --verify          check every payload byte\n"
-		"      --span BYTES      server: send read payloads from io-size blocks of a\n"
-		"                        buffer this large (suffix k/m/g), random (randread)\n"
-		"                        or in order, instead of one cache-hot block: the\n"
-		"                        memory traffic of a namespace that size\n"
+		"      --span BYTES      server: send read payloads from, and store write\n"
+		"                        payloads into (non-temporal copy), io-size blocks of a\n"
+		"                        buffer this large (suffix k/m/g), random (randread,\n"
+		"                        randwrite) or in order: the memory traffic of a\n"
+		"                        namespace that size (default: one cache-hot block)\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
 		CEIL_MAX_QD);
@@ -1340,6 +1365,8 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 	/* span offsets are io_size multiples: the pattern (period 256) must repeat with them */
 	if (o->span && (o->span < o->io_size || o->io_size % 256))
 		return -EINVAL;
+	if (o->span > o->io_size && o->rw == CEIL_RW_WRITE && o->uring)
+		return -EINVAL; /* the io_uring loop does not store payloads */
 	if (o->span < o->io_size)
 		o->span = o->io_size;
 	o->splice = o->io_size >= o->splice_min && !o->uring; /* --uring: copying sends */
@@ -1355,6 +1382,10 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		o->rxbuf = want < (256u << 10) ? 256u << 10
 			   : want > (4u << 20) ? 4u << 20
 					       : (uint32_t)want;
+		/* Stored write payloads are read again right after they land: a receive area
+		 * that stays in cache (128K writes QD8 busy-poll: 2 MiB 27K IOPS, 256 KiB 40K) */
+		if (o->rw == CEIL_RW_WRITE && o->span > o->io_size)
+			o->rxbuf = 256u << 10;
 	}
 	return 0;
 }
@@ -1428,9 +1459,8 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       cl->tx.sendmsgs, cl->recvs, o->splice ? "true" : "false",
 		       o->zerocopy ? "true" : "false", sv->tx.zc_sends + cl->tx.zc_sends,
 		       sv->tx.zc_copied + cl->tx.zc_copied, o->sockbuf, o->rxbuf,
-		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false",
-		       o->mode == CEIL_MODE_BLOCK ? o->early : 0, o->span, o->server_cpu,
-		       o->client_cpu);
+		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false", o->early,
+		       o->span, o->server_cpu, o->client_cpu);
 		return;
 	}
 	/* at QD1 the latency of an I/O is one round trip: command out, response back */
@@ -1461,6 +1491,7 @@ int main(int argc, char **argv)
 	pthread_t tc, ts;
 	bool busy_poll_ok = false;
 	char why[256];
+	uint64_t data_len;
 	int r;
 
 	memset(&cl, 0, sizeof(cl));
@@ -1476,13 +1507,21 @@ int main(int argc, char **argv)
 	alarm((unsigned)o.seconds + 2 * CEIL_GRACE_S);
 	ceil_hard_deadline_ns = ceil_now_ns() + (uint64_t)((o.seconds + CEIL_GRACE_S) * 1e9);
 
-	ceil_data = ceil_big_alloc(o.span, o.thp);
+	/* reads come from the whole span; writes are sent from one block and stored in the span */
+	data_len = o.rw == CEIL_RW_READ ? o.span : o.io_size;
+	ceil_data = ceil_big_alloc(data_len, o.thp);
 	r = ceil_data ? 0 : -ENOMEM;
+	if (!r && o.rw == CEIL_RW_WRITE && o.span > o.io_size) {
+		ceil_store = ceil_big_alloc(o.span, o.thp);
+		r = ceil_store ? 0 : -ENOMEM;
+		if (!r) /* written once, as the benchmark's namespace is before it is measured */
+			memset(ceil_store, 0, o.span);
+	}
 	if (!r) {
 		for (uint32_t i = 0; i < o.io_size; i++)
 			ceil_data[i] = ceil_pattern(i);
 		/* every block of a --span the same (the pattern's period divides io_size) */
-		for (uint64_t off = o.io_size; off < o.span; off += o.io_size)
+		for (uint64_t off = o.io_size; off < data_len; off += o.io_size)
 			memcpy(ceil_data + off, ceil_data, o.io_size);
 	}
 	if (!r)
@@ -1520,5 +1559,6 @@ out:
 	ceil_side_free(&cl);
 	ceil_side_free(&sv);
 	free(ceil_data);
+	free(ceil_store);
 	return r ? 1 : 0;
 }
