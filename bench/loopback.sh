@@ -40,7 +40,8 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -S SIZE     serve a memory namespace of this size (e.g. 8M) instead of the built-in 1 GiB:
               one that fits the caches shows the transport's own cost, without the DRAM
               misses of reading and writing a namespace much larger than the caches (the
-              ceiling always sends from one cache-hot buffer)
+              ceiling sends from one cache-hot buffer unless CEILING_OPTS="--span SIZE"
+              gives it the memory traffic of a namespace of SIZE)
   -s SUBNQN   subsystem to drive (default $nqn,
               the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
