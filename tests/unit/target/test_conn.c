@@ -594,8 +594,39 @@ static void early_flush_run(bool poll, uint32_t io_size, uint16_t count, uint64_
 	stop();
 }
 
+/* Interrupt mode: four 64 KiB in-capsule Writes sent in one piece. Each response leaves as
+ * soon as its Write is done (four sendmsg), however the target's turns cut the stream: with
+ * only the once-per-turn rule, Writes read in the same turn share a sendmsg. */
+static void early_flush_big_writes(void)
+{
+	static uint8_t cmds[4 * (72 + 64 * 1024)];
+	size_t n = 0;
+	uint64_t before;
+
+	start(NULL);
+	icreq(0, false, false, 0);
+	connect_cmd(1, 1, 64, true);
+	fill(wbuf, 64 * 1024, 5);
+	for (uint16_t i = 0; i < 4; i++) {
+		struct wire_sqe sqe;
+
+		sqe_rw(&sqe, NVME_IO_WRITE, (uint16_t)(20 + i), (uint32_t)i * 128, 64 * 1024, true);
+		n += pdu_build_capsule_cmd(cmds + n, &sqe, 64 * 1024, &hp);
+		memcpy(cmds + n, wbuf, 64 * 1024);
+		n += 64 * 1024;
+	}
+	before = tx_syscalls();
+	TAP_CHECK_EQ(send_all(cmds, n), 0);
+	for (uint16_t i = 0; i < 4; i++)
+		TAP_CHECK_EQ(expect_resp((uint16_t)(20 + i)), 0);
+	TAP_CHECK_MEM(disk + 3 * 128 * 512, wbuf, 64 * 1024);
+	TAP_CHECK_EQ(tx_syscalls() - before, 4);
+	stop();
+}
+
 static void test_early_flush(void)
 {
+	early_flush_big_writes();
 	early_flush_run(false, 4096, 12, 2);
 	early_flush_run(true, 4096, 12, 1);
 }
