@@ -247,13 +247,13 @@ static void host_h2c_pump(struct host_req *req)
  * the same with its responses (tgt_conn_flush_early, which has the measurements); the host's
  * half alone took 4K randwrite QD32 in interrupt mode from 312-331K to 510-548K IOPS. Without
  * a sleep (busy-poll) the controller is awake: only the first command of a poll that carries
- * STREAM_EARLY_POLL_BYTES (a 64 KiB or larger Write) leaves at once. Busy-poll, 3 s runs,
+ * STREAM_EARLY_LARGE_BYTES (a 64 KiB or larger Write) leaves at once. Busy-poll, 3 s runs,
  * medians of 5: 128K write QD8 32.3K -> 38.9K IOPS, 64K randwrite QD16 57.3K -> 71.4K; 32K
  * randwrite QD16 and 4K randwrite QD32 unchanged. Counting bytes per poll instead (128 KiB,
  * reached after four 32K writes) took 32K randwrite QD16 from 146K to 106K. */
 static void host_conn_flush_early(struct host_conn *c)
 {
-	stream_flush_early(&c->stream, &c->turn_cmds, !c->woke);
+	stream_flush_early(&c->stream, &c->turn_cmds, !c->woke, 0);
 }
 
 int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const struct iovec *iov,

@@ -456,7 +456,7 @@ int stream_flush(struct stream *s)
 	return s->io->flush ? s->io->flush(s) : 0;
 }
 
-void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll)
+void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll, size_t data_in)
 {
 	/* bytes this command or response queued: everything ever queued, minus the last mark */
 	uint64_t total = s->tx_bytes + s->tx_queued_bytes;
@@ -464,12 +464,16 @@ void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll)
 	bool now;
 
 	s->early_mark = total;
+	if (!busy_poll && data_in >= STREAM_EARLY_LARGE_BYTES) {
+		(void)stream_flush(s); /* every time, not once per turn */
+		return;
+	}
 	if (*turn_cmds == STREAM_EARLY_SENT)
 		return;
 	if (*turn_cmds < STREAM_EARLY_CMDS)
 		++*turn_cmds;
 	if (busy_poll)
-		now = added >= STREAM_EARLY_POLL_BYTES;
+		now = added >= STREAM_EARLY_LARGE_BYTES;
 	else
 		now = *turn_cmds == STREAM_EARLY_CMDS || s->tx_queued_bytes >= STREAM_EARLY_BYTES;
 	if (!now)

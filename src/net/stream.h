@@ -47,13 +47,16 @@
  * measurements. */
 #define STREAM_EARLY_CMDS  4
 #define STREAM_EARLY_BYTES (16 * 1024)
-/* Busy-poll mode (the peer is awake): only a command or response that queued this many bytes
- * (a large transfer) is sent early, the first of a turn, so that the peer works on it while
- * this side copies the rest of the turn (0.5-1 MiB of 128 KiB transfers) into the socket;
- * sent in one sendmsg, less of that overlapped (measured; see host_conn_flush_early). Turns of
- * small transfers keep their one sendmsg (an extra one per turn cost 4K randread QD32 5-25%). */
-#define STREAM_EARLY_POLL_BYTES (64 * 1024)
-#define STREAM_EARLY_SENT	UINT_MAX /* *turn_cmds of stream_flush_early: done this turn */
+/* A large transfer, for stream_flush_early. Busy-poll mode (the peer is awake): only a command
+ * or response that queued this many bytes is sent early, the first of a turn, so that the peer
+ * works on it while this side copies the rest of the turn (0.5-1 MiB of 128 KiB transfers)
+ * into the socket; sent in one sendmsg, less of that overlapped (measured; see
+ * host_conn_flush_early). Turns of small transfers keep their one sendmsg (an extra one per
+ * turn cost 4K randread QD32 5-25%). Interrupt mode: a command that brought this much data in
+ * its capsule (a large Write, received) has its response sent at once, every time (see
+ * tgt_conn_flush_early). */
+#define STREAM_EARLY_LARGE_BYTES (64 * 1024)
+#define STREAM_EARLY_SENT	 UINT_MAX /* *turn_cmds of stream_flush_early: done this turn */
 
 struct stream;
 
@@ -178,11 +181,13 @@ void stream_queue(struct stream *s, struct stream_tx *tx);
  * nvtcp_backend_crc_update, for a payload lent by a backend that caches its blocks' CRCs. */
 void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn crc, void *crc_ctx);
 /* After the owner queued one more command or response of the current turn (*turn_cmds
- * counts them; the owner zeroes it when a turn starts): in interrupt mode (busy_poll false)
- * flush once STREAM_EARLY_CMDS of them or STREAM_EARLY_BYTES are queued, in busy-poll mode
- * once one of them queued STREAM_EARLY_POLL_BYTES; either way once per turn. Errors and a
- * full socket are left to the owner's flush at the end of the turn. */
-void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll);
+ * counts them; the owner zeroes it when a turn starts; data_in: bytes of in-capsule data the
+ * command brought, 0 on the host): in interrupt mode (busy_poll false) flush once
+ * STREAM_EARLY_CMDS of them or STREAM_EARLY_BYTES are queued, once per turn, and for every
+ * command with STREAM_EARLY_LARGE_BYTES of data_in; in busy-poll mode once one of them queued
+ * STREAM_EARLY_LARGE_BYTES, once per turn. Errors and a full socket are left to the owner's
+ * flush at the end of the turn. */
+void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll, size_t data_in);
 /* Write queued data. Returns 0 when everything queued was sent, -EAGAIN when the socket is
  * full (wait for writability), or -errno on failure (queued tx fail at stream_fini). */
 int stream_flush(struct stream *s);

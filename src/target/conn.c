@@ -411,21 +411,18 @@ static void tgt_conn_flush_work(struct loop_work *w)
  * QD32 215-266K -> 484-512K IOPS, 4K randwrite QD32 231-265K -> 510-555K, QD128 randread
  * 478-603K -> 697K, 128K write QD8 20.8K -> 27.2K; 128K read and QD1 within noise. Flushing
  * at every 16 KiB instead of once per turn made 128K reads 45% slower. Busy-poll mode: only the
- * first response of a turn that carries STREAM_EARLY_POLL_BYTES (a 64 KiB or larger Read)
+ * first response of a turn that carries STREAM_EARLY_LARGE_BYTES (a 64 KiB or larger Read)
  * leaves at once; 3 s runs, medians of 5: 128K read QD8 32.5K -> 34.2K IOPS (28-40K, noisy),
  * 4K randread QD32 unchanged. The interrupt-mode rule there, an extra sendmsg every turn, made
  * 4K randread QD32 25% slower. In interrupt mode a command that brought 64 KiB or more of
- * in-capsule data (big_in: a large Write) has its response sent at once, every time: a turn
+ * in-capsule data (data_in: a large Write) has its response sent at once, every time: a turn
  * that reads a queue's worth of 128 KiB Writes took so long that the host, waiting for the
  * first four responses, sent in large batches and the two sides took turns (nvtcpd woke 3.2K
  * times a second for 47K Writes). 128K write QD8, 3 s, 7 pairs: 19.3-32.4K (median 27.9K) ->
  * 26.7-36.7K (34.7K) IOPS; 32K randwrite QD16 unchanged. */
-static void tgt_conn_flush_early(struct tgt_conn *c, bool big_in)
+static void tgt_conn_flush_early(struct tgt_conn *c, size_t data_in)
 {
-	if (big_in && !loop_is_busy_poll(c->loop))
-		(void)stream_flush(&c->stream);
-	else
-		stream_flush_early(&c->stream, &c->turn_cmds, loop_is_busy_poll(c->loop));
+	stream_flush_early(&c->stream, &c->turn_cmds, loop_is_busy_poll(c->loop), data_in);
 }
 
 static void tgt_creq_send_r2t(struct tgt_creq *r)
@@ -786,10 +783,10 @@ static int tgt_conn_on_pdu(struct stream *s, void *ctx)
 	case WIRE_PDU_ICREQ:
 		return tgt_conn_icreq(c);
 	case WIRE_PDU_CAPSULE_CMD: {
-		bool big_in = c->stream.rx.data_len >= STREAM_EARLY_POLL_BYTES;
+		size_t data_in = c->stream.rx.data_len; /* in-capsule data */
 
 		tgt_conn_capsule_done(c);
-		tgt_conn_flush_early(c, big_in);
+		tgt_conn_flush_early(c, data_in);
 		return 0;
 	}
 	case WIRE_PDU_H2C_DATA:

@@ -596,7 +596,7 @@ static uint8_t early_hdr[32], early_big[64 * 1024];
 
 /* test_flush_early: queue a tx of 32 header bytes and len payload bytes, then apply the rule */
 static void early_one(struct stream *s, struct stream_tx *tx, size_t len, unsigned *turn, bool poll,
-		      size_t *want)
+		      size_t data_in, size_t *want)
 {
 	tx->iovcnt = 2;
 	tx->iov[0] = (struct iovec){early_hdr, sizeof(early_hdr)};
@@ -604,13 +604,14 @@ static void early_one(struct stream *s, struct stream_tx *tx, size_t len, unsign
 	tx->done = tx_done;
 	*want += sizeof(early_hdr) + len;
 	stream_queue(s, tx);
-	stream_flush_early(s, turn, poll);
+	stream_flush_early(s, turn, poll, data_in);
 }
 
 /* stream_flush_early, counted in sendmsg calls (the socket takes everything: no partial
  * writes). Busy-poll mode: the first 64 KiB response of a turn leaves at once, once per turn;
  * a turn of smaller ones never, however many bytes they add up to. Interrupt mode: the fourth
- * small response or the first 16 KiB, once per turn. Every byte arrives. */
+ * small response or the first 16 KiB, once per turn, and every response to a command that
+ * brought 64 KiB of in-capsule data. Every byte arrives. */
 static void test_flush_early(void)
 {
 	static struct stream_tx tx[12];
@@ -627,17 +628,17 @@ static void test_flush_early(void)
 	done_count = done_status_bad = 0;
 
 	turn = 0; /* busy-poll, a small one, then 64 KiB ones */
-	early_one(&s, &tx[k++], 100, &turn, true, &want);
+	early_one(&s, &tx[k++], 100, &turn, true, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 0);
-	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, &want);
+	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 1); /* a large one: sent at once */
-	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, &want);
+	early_one(&s, &tx[k++], sizeof(early_big), &turn, true, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 1); /* once per turn */
 	TAP_CHECK_EQ(stream_flush(&s), 0);
 	TAP_CHECK_EQ(s.tx_syscalls, 2);
 	turn = 0; /* busy-poll, a turn of 5 x 16 KiB: 80 KiB, none of them large */
 	for (int i = 0; i < 5; i++)
-		early_one(&s, &tx[k++], 16 * 1024, &turn, true, &want);
+		early_one(&s, &tx[k++], 16 * 1024, &turn, true, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 2);
 	TAP_CHECK_EQ(stream_flush(&s), 0);
 	TAP_CHECK_EQ(s.tx_syscalls, 3);
@@ -650,21 +651,31 @@ static void test_flush_early(void)
 		got += (size_t)n;
 	}
 	turn = 0; /* interrupt mode: the fourth small one */
-	early_one(&s, &tx[k++], 100, &turn, false, &want);
-	early_one(&s, &tx[k++], 100, &turn, false, &want);
-	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, 0, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, 0, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 3);
-	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 4);
 	TAP_CHECK_EQ(k, 12);
 	k = 0;
-	early_one(&s, &tx[k++], 100, &turn, false, &want);
+	early_one(&s, &tx[k++], 100, &turn, false, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 4); /* once per turn */
 	TAP_CHECK_EQ(stream_flush(&s), 0);
 	turn = 0; /* interrupt mode: 16 KiB at once */
-	early_one(&s, &tx[k++], 16 * 1024, &turn, false, &want);
+	early_one(&s, &tx[k++], 16 * 1024, &turn, false, 0, &want);
 	TAP_CHECK_EQ(s.tx_syscalls, 6);
-	TAP_CHECK_EQ(done_count, 14);
+	/* interrupt mode: a command that brought 64 KiB in its capsule, even after the turn's
+	 * early flush; in busy-poll mode what it brought does not count */
+	early_one(&s, &tx[k++], 100, &turn, false, 64 * 1024, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 7);
+	early_one(&s, &tx[k++], 100, &turn, false, 64 * 1024, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 8); /* every time */
+	turn = 0;
+	early_one(&s, &tx[k++], 100, &turn, true, 64 * 1024, &want);
+	TAP_CHECK_EQ(s.tx_syscalls, 8);
+	TAP_CHECK_EQ(stream_flush(&s), 0);
+	TAP_CHECK_EQ(done_count, 17);
 	TAP_CHECK_EQ(done_status_bad, 0);
 	while (got < want) {
 		ssize_t n = read(sv[1], out, sizeof(out));

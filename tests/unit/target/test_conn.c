@@ -560,7 +560,7 @@ static uint64_t tx_syscalls(void)
 /* `count` Reads of io_size bytes arriving in one piece (one loop turn). Interrupt mode, twelve
  * 4 KiB Reads: the responses of the first STREAM_EARLY_CMDS leave at once and the rest at the
  * end of the turn, two sendmsg in all (not one per STREAM_EARLY_CMDS). Busy-poll mode: one
- * (49 KiB, under STREAM_EARLY_POLL_BYTES; test_stream's test_flush_early has the larger
+ * (49 KiB, under STREAM_EARLY_LARGE_BYTES; test_stream's test_flush_early has the larger
  * turns, where the socket here could take less than asked). Either way every Read completes
  * with the right data. */
 static void early_flush_run(bool poll, uint32_t io_size, uint16_t count, uint64_t want_sendmsgs)
