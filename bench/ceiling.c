@@ -97,7 +97,11 @@ struct ceil_opts {
 			   CEIL_EARLY_BYTES) leave at once, the rest at its end; 0: off */
 	bool random;	/* randread/randwrite: --span offsets are random, else sequential */
 	uint64_t span;	/* server's read payloads come from this many bytes (0: io_size) */
+	const char *cc; /* TCP congestion control; NULL: the system's default */
 };
+
+/* The congestion control the connection used (read back after connecting), for the report. */
+static char ceil_cc_used[16] = "unknown";
 
 /* Incremental receiver: many PDUs per recv(); headers split across two recvs are staged,
  * payload bytes are consumed where they landed (one kernel-to-user copy, nothing more). */
@@ -1052,6 +1056,9 @@ static int ceil_sock_tune(int fd, const struct ceil_opts *o, bool *busy_poll_ok)
 	}
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		return -errno;
+	if (o->cc &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->cc, (socklen_t)strlen(o->cc)) < 0)
+		return -errno;
 	if (o->zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)) < 0)
 		return -errno;
 	if (o->mode == CEIL_MODE_POLL) {
@@ -1106,6 +1113,12 @@ static int ceil_connect(struct ceil_side *cl, struct ceil_side *sv, const struct
 	}
 	/* accepted sockets inherit buffers and options except these */
 	r = ceil_sock_tune(sv->fd, o, busy_poll_ok);
+	if (r == 0) {
+		socklen_t cl_len = sizeof(ceil_cc_used) - 1;
+
+		if (getsockopt(cl->fd, IPPROTO_TCP, TCP_CONGESTION, ceil_cc_used, &cl_len) == 0)
+			ceil_cc_used[cl_len] = '\0';
+	}
 close_listen:
 	close(lfd);
 	return r;
@@ -1154,6 +1167,8 @@ static void ceil_usage(FILE *f)
 		"                        buffer this large (suffix k/m/g), random (randread,\n"
 		"                        randwrite) or in order: the memory traffic of a\n"
 		"                        namespace that size (default: one cache-hot block)\n"
+		"      --cc NAME         TCP congestion control of both ends (cubic, bbr, reno,\n"
+		"                        ...; default: net.ipv4.tcp_congestion_control)\n"
 		"      --json            one JSON object on stdout\n"
 		"      --tap             TAP smoke-test result on stdout (implies --verify)\n",
 		CEIL_MAX_QD);
@@ -1202,6 +1217,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		OPT_URING,
 		OPT_EARLY,
 		OPT_SPAN,
+		OPT_CC,
 	};
 	static const struct option lo[] = {
 		{"rw", required_argument, NULL, 'w'},
@@ -1228,6 +1244,7 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 		{"uring", no_argument, NULL, OPT_URING},
 		{"early", required_argument, NULL, OPT_EARLY},
 		{"span", required_argument, NULL, OPT_SPAN},
+		{"cc", required_argument, NULL, OPT_CC},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1353,6 +1370,11 @@ static int ceil_parse_opts(int argc, char **argv, struct ceil_opts *o)
 				return -EINVAL;
 			o->span = v;
 			break;
+		case OPT_CC:
+			if (!*optarg || strlen(optarg) >= sizeof(ceil_cc_used))
+				return -EINVAL;
+			o->cc = optarg;
+			break;
 		case 'h':
 			ceil_usage(stdout);
 			exit(0);
@@ -1452,7 +1474,7 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       ",\"splice\":%s,\"zerocopy\":%s,\"zc_sends\":%" PRIu64
 		       ",\"zc_copied\":%" PRIu64 ",\"sockbuf\":%d,\"rxbuf\":%" PRIu32
 		       ",\"busy_poll_sockopt\":%s,\"uring\":%s,\"early\":%u,\"span\":%" PRIu64
-		       ",\"server_cpu\":%d,\"client_cpu\":%d}\n",
+		       ",\"server_cpu\":%d,\"client_cpu\":%d,\"tcp_congestion\":\"%s\"}\n",
 		       ceil_mode_name[o->mode], ceil_rw_name[o->rw], o->io_size, o->qd, secs,
 		       cl->ios, iops, mbps, cpu_bound_iops, lat_us, (double)cl->lat_max_ns / 1e3,
 		       cl->cpu_s, sv->cpu_s, sv_per_mio, cl_per_mio, sv->tx.sendmsgs, sv->recvs,
@@ -1460,7 +1482,7 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 		       o->zerocopy ? "true" : "false", sv->tx.zc_sends + cl->tx.zc_sends,
 		       sv->tx.zc_copied + cl->tx.zc_copied, o->sockbuf, o->rxbuf,
 		       busy_poll_ok ? "true" : "false", o->uring ? "true" : "false", o->early,
-		       o->span, o->server_cpu, o->client_cpu);
+		       o->span, o->server_cpu, o->client_cpu, ceil_cc_used);
 		return;
 	}
 	/* at QD1 the latency of an I/O is one round trip: command out, response back */
@@ -1470,9 +1492,10 @@ static void ceil_report(const struct ceil_side *cl, const struct ceil_side *sv,
 	       iops, mbps, o->qd == 1 ? "round trip " : "", lat_us, (double)cl->lat_max_ns / 1e3,
 	       secs);
 	printf("%s  CPU: client %.3f s, server %.3f s (%.3f s per million I/Os); "
-	       "sendmsg/recv: server %" PRIu64 "/%" PRIu64 ", client %" PRIu64 "/%" PRIu64 "\n",
+	       "sendmsg/recv: server %" PRIu64 "/%" PRIu64 ", client %" PRIu64 "/%" PRIu64
+	       "; TCP congestion control %s\n",
 	       o->tap ? "# " : "", cl->cpu_s, sv->cpu_s, sv_per_mio, sv->tx.sendmsgs, sv->recvs,
-	       cl->tx.sendmsgs, cl->recvs);
+	       cl->tx.sendmsgs, cl->recvs, ceil_cc_used);
 	if (cpu_bound_iops > 0)
 		printf("%s  CPU-bound estimate: %.0f IOPS, %.1f MB/s with the busier thread alone "
 		       "on "

@@ -19,12 +19,14 @@ raw=""
 nice_adj=0
 precond=0
 ns_size=""
+cc=cubic
 nqn=nqn.2024-01.io.nvtcp:mem0
 
 usage() {
 	cat <<EOF
 usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"] [-w REGEX]
                          [-C] [-R] [-j RAW.jsonl] [-n NICE] [-s SUBNQN] [-P SECONDS] [-S SIZE]
+                         [-c CONGESTION]
   -t SECONDS  length of each run, whole seconds (default 10)
   -r REPEATS  runs per figure, the median is reported (default 3)
   -b DIR      meson build dir holding bench/ceiling, tools/nvtcpd, tools/nvtcp (default: build)
@@ -42,6 +44,11 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
               misses of reading and writing a namespace much larger than the caches (the
               ceiling sends from one cache-hot buffer unless CEILING_OPTS="--span SIZE"
               gives it the memory traffic of a namespace of SIZE)
+  -c NAME     TCP congestion control of every connection, nvtcp's and the ceiling's
+              (default cubic; -c "" keeps the system's net.ipv4.tcp_congestion_control).
+              Loopback has no congestion to control; BBR, the default on some machines,
+              paces each connection with timers at its bandwidth estimate, which there
+              costs timer work and makes 128K runs bimodal (docs/BENCHMARKS.md)
   -s SUBNQN   subsystem to drive (default $nqn,
               the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
@@ -50,7 +57,7 @@ Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy
 EOF
 }
 
-while getopts "t:r:b:m:w:CRj:n:s:P:S:h" opt; do
+while getopts "t:r:b:m:w:CRj:n:s:P:S:c:h" opt; do
 	case $opt in
 	t) secs=$OPTARG ;;
 	r) reps=$OPTARG ;;
@@ -64,6 +71,7 @@ while getopts "t:r:b:m:w:CRj:n:s:P:S:h" opt; do
 	s) nqn=$OPTARG ;;
 	P) precond=$OPTARG ;;
 	S) ns_size=$OPTARG ;;
+	c) cc=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -83,6 +91,13 @@ ceiling=$build/bench/ceiling
 nvtcpd=$build/tools/nvtcpd
 nvtcp=$build/tools/nvtcp
 [[ -x $ceiling ]] || { echo "loopback.sh: $ceiling not built (ninja -C $build)" >&2; exit 2; }
+# the same congestion control for nvtcpd, nvtcp perf and the ceiling
+tgt_cc=() host_cc=() ceil_cc=()
+if [[ -n $cc ]]; then
+	tgt_cc=(--tcp-congestion "$cc")
+	host_cc=(--tcp-congestion "$cc")
+	ceil_cc=(--cc "$cc")
+fi
 
 have_nvtcp=0
 if ((!ceiling_only)); then
@@ -150,7 +165,8 @@ start_target() {
 	else
 		extra+=(--listen "127.0.0.1:$port")
 	fi
-	"${run[@]}" taskset -c 0 "$nvtcpd" --cores 1 --cpu 0 "${extra[@]}" >"$tmp/nvtcpd.log" 2>&1 &
+	"${run[@]}" taskset -c 0 "$nvtcpd" --cores 1 --cpu 0 "${tgt_cc[@]}" "${extra[@]}" \
+		>"$tmp/nvtcpd.log" 2>&1 &
 	tgt_pid=$!
 	for ((i = 0; i < 100; i++)); do
 		[[ -n $(ss -Hltn "sport = :$port") ]] && return 0
@@ -168,7 +184,7 @@ precondition() {
 	local rss
 	((precond > 0)) || return 0
 	if ! timeout $((precond + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
-		-n "$nqn" -w write -o 512k -q 4 -t "$precond" >/dev/null 2>"$tmp/perf.err"; then
+		-n "$nqn" "${host_cc[@]}" -w write -o 512k -q 4 -t "$precond" >/dev/null 2>"$tmp/perf.err"; then
 		echo "loopback.sh: precondition write failed:" >&2
 		tail -3 "$tmp/perf.err" >&2
 		return 1
@@ -194,7 +210,8 @@ run_ceiling() {
 	for v in "${variants[@]}"; do
 		# shellcheck disable=SC2086
 		if ! out=$(timeout $((secs + 60)) "${run[@]}" "$ceiling" --mode $cm -w "$3" -o "$4" \
-			-q "$5" -t "$secs" --server-cpu 0 --client-cpu 1 --json $v ${CEILING_OPTS:-}); then
+			-q "$5" -t "$secs" --server-cpu 0 --client-cpu 1 --json "${ceil_cc[@]}" $v \
+			${CEILING_OPTS:-}); then
 			echo "loopback.sh: ceiling $1 $2 ${v:-(default)} failed" >&2
 			return 1
 		fi
@@ -217,7 +234,7 @@ run_perf() {
 	hz=$(getconf CLK_TCK)
 	t0=$(target_ticks)
 	if ! out=$(timeout $((secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
-		-n "$nqn" -w "$4" -o "$5" -q "$6" -t "$secs" -c 1 --json "${extra[@]}" \
+		-n "$nqn" "${host_cc[@]}" -w "$4" -o "$5" -q "$6" -t "$secs" -c 1 --json "${extra[@]}" \
 		2>"$tmp/perf.err"); then
 		echo "loopback.sh: nvtcp perf $1 $2 $3 failed:" >&2
 		tail -5 "$tmp/perf.err" >&2
@@ -238,6 +255,11 @@ echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, cl
 	"nice $nice_adj"
 echo "# started $(date -u +%FT%TZ) on $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# namespace: ${ns_size:-built-in 1 GiB} memory namespace, subsystem $nqn"
+if [[ -n $cc ]]; then
+	echo "# TCP congestion control: $cc (-c)"
+else
+	echo "# TCP congestion control: $(cat /proc/sys/net/ipv4/tcp_congestion_control) (the system default)"
+fi
 for mode in $modes; do
 	for wl_ord in "${!workloads[@]}"; do
 		read -r name rw io qd <<<"${workloads[$wl_ord]}"
@@ -317,7 +339,8 @@ if ((have_nvtcp && do_rss)); then
 	start_target irq || exit 1
 	sleep 1
 	idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$tgt_pid/status")
-	timeout $((rss_secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" -n "$nqn" \
+	timeout $((rss_secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
+		-n "$nqn" "${host_cc[@]}" \
 		--queues 64 -q 128 -w randread -o 4096 -t "$rss_secs" --json \
 		>"$tmp/rss-perf.out" 2>"$tmp/rss-perf.err" &
 	perf_pid=$!

@@ -108,6 +108,9 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 		if (!o->reconnect_delay_ms)
 			o->reconnect_delay_ms = 1;
 		return true;
+	case CLI_OPT_TCP_CC:
+		o->tcp_congestion = arg;
+		return true;
 	case CLI_OPT_JSON:
 		if (json)
 			*json = true;

@@ -33,6 +33,7 @@ enum cli_opt {
 	CLI_OPT_DHCHAP_HASH,
 	CLI_OPT_DHCHAP_DHGROUP,
 	CLI_OPT_CONNECT_TIMEOUT,
+	CLI_OPT_TCP_CC,
 	CLI_OPT_COUNT
 };
 
@@ -57,6 +58,7 @@ enum cli_opt {
 		{"dhchap-hash", required_argument, NULL, CLI_OPT_DHCHAP_HASH},               \
 		{"dhchap-dhgroup", required_argument, NULL, CLI_OPT_DHCHAP_DHGROUP},         \
 		{"connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT},       \
+		{"tcp-congestion", required_argument, NULL, CLI_OPT_TCP_CC},                 \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
 	}
@@ -89,7 +91,9 @@ enum cli_opt {
 	"      --dhchap-hash LIST     hashes to offer, e.g. sha256,sha512 (default: all)\n"        \
 	"      --dhchap-dhgroup LIST  DH groups to offer: null, ffdhe2048..ffdhe8192 (default:\n"  \
 	"                        all)\n"                                                           \
-	"      --connect-timeout S  bound on connecting and on each admin command (default 10)\n"
+	"      --connect-timeout S  bound on connecting and on each admin command (default 10)\n"  \
+	"      --tcp-congestion NAME  TCP congestion control (cubic, bbr, dctcp, reno, ...;\n"     \
+	"                        default: net.ipv4.tcp_congestion_control)\n"
 
 /* Wipe the --tls-key-file key read into o (if any) and clear o->tls_psk: call once the library
  * has parsed it (nvtcp_ctrl_connect() and nvtcp_discover() do not keep the string). */

@@ -21,6 +21,7 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 	fprintf(f,
 		"usage: %s [-c CONFIG.json] [--listen ADDR:PORT]... [--cores N] [--busy-poll]\n"
 		"          [--cpu FIRST] [--max-connections N] [--io-timeout SECONDS]\n"
+		"          [--tcp-congestion NAME]\n"
 		"          [--log-level error|warn|info|debug] [-h]\n"
 		"\n"
 		"  -c, --config FILE    JSON configuration (default: built-in, one 1 GiB memory\n"
@@ -39,6 +40,10 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 		"      --io-timeout S   close a connection whose PDU stays half-received, or\n"
 		"                       whose host stops reading its responses, for S seconds\n"
 		"                       (default 30)\n"
+		"      --tcp-congestion NAME\n"
+		"                       TCP congestion control of every connection (cubic, bbr,\n"
+		"                       dctcp, reno, ...; default: "
+		"net.ipv4.tcp_congestion_control)\n"
 		"  -L, --log-level L    error, warn, info (default) or debug\n"
 		"  -h, --help           this help\n",
 		argv0, NVTCP_TARGET_MAX_CONNECTIONS);
@@ -121,6 +126,7 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'L'},
 		{"max-connections", required_argument, NULL, 'M'},
 		{"io-timeout", required_argument, NULL, 'T'},
+		{"tcp-congestion", required_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -182,6 +188,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			opts.io_timeout_ms = v * 1000;
+			break;
+		case 'G':
+			opts.tcp_congestion = optarg;
 			break;
 		case 'L':
 			if (nvtcp_target_set_log_level(optarg) < 0) {

@@ -66,6 +66,10 @@ struct nvtcp_ctrl_opts {
 	const char *dhchap_ctrl_secret;
 	const char *dhchap_hashes;
 	const char *dhchap_dhgroups;
+	/* TCP congestion control of every queue's connection ("cubic", "bbr", "dctcp", ...);
+	 * NULL or "" = the system's default (net.ipv4.tcp_congestion_control). The name is
+	 * copied (reconnects use it too). */
+	const char *tcp_congestion;
 };
 
 #define NVTCP_CTRL_LOSS_TMO_DEFAULT   60000 /* ms */

@@ -25,6 +25,9 @@ struct nvtcp_target_opts {
 	/* a connection whose PDU stays half-received, or whose queued sends make no progress
 	 * (the host stopped reading), for this long is closed. 0 = 30000 ms */
 	unsigned io_timeout_ms;
+	/* TCP congestion control of every connection ("cubic", "bbr", "dctcp", ...), set on the
+	 * listeners; NULL or "" = the system's default (net.ipv4.tcp_congestion_control) */
+	const char *tcp_congestion;
 };
 
 #define NVTCP_TARGET_MAX_CONNECTIONS 4096

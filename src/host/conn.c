@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,6 +22,7 @@
 
 #include "../common/le.h"
 #include "../common/log.h"
+#include "../net/sock.h"
 #include "../proto/crc32c.h"
 #include "../proto/nvme.h"
 #include "../proto/pdu.h"
@@ -852,7 +854,11 @@ void host_conn_close(struct host_conn *c)
 
 /* ---- dialing ----------------------------------------------------------------------------- */
 
-static int host_dial_one(const struct addrinfo *ai, int timeout_ms)
+/* host_dial_one could not set the congestion control: no other address would do better */
+#define HOST_DIAL_CC_FAILED INT_MIN
+
+static int host_dial_one(const struct addrinfo *ai, int timeout_ms, const char *tcp_cc, char *err,
+			 size_t errlen)
 {
 	struct pollfd pfd;
 	int fd, one = 1, soerr = 0, r;
@@ -862,6 +868,13 @@ static int host_dial_one(const struct addrinfo *ai, int timeout_ms)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (tcp_cc && *tcp_cc) {
+		r = sock_set_congestion(fd, tcp_cc, err, errlen);
+		if (r < 0) {
+			close(fd);
+			return HOST_DIAL_CC_FAILED;
+		}
+	}
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		if (errno != EINPROGRESS) {
 			r = -errno;
@@ -888,7 +901,8 @@ err_close:
 	return r;
 }
 
-int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, char *err, size_t errlen)
+int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, const char *tcp_cc,
+	      char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res, *ai;
@@ -901,13 +915,15 @@ int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, char *err
 		return -EHOSTUNREACH;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = host_dial_one(ai, timeout_ms);
-		if (fd >= 0)
+		fd = host_dial_one(ai, timeout_ms, tcp_cc, err, errlen);
+		if (fd >= 0 || fd == HOST_DIAL_CC_FAILED)
 			break;
 	}
 	freeaddrinfo(res);
 	if (fd >= 0)
 		return fd;
+	if (fd == HOST_DIAL_CC_FAILED)
+		return -EINVAL; /* err says which name and what the kernel offers */
 	if (fd == -ECONNREFUSED)
 		snprintf(err, errlen,
 			 "connection refused: is nvtcpd (or another NVMe/TCP target) running on "

@@ -151,7 +151,8 @@ int host_conn_exec(struct host_conn *c, const struct wire_sqe *sqe, void *buf, s
 
 /* Dial traddr:trsvcid (TCP, non-blocking connect bounded by timeout_ms, TCP_NODELAY).
  * Returns the fd or -errno with a message in err. */
-int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, char *err, size_t errlen);
+int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, const char *tcp_cc,
+	      char *err, size_t errlen);
 
 /* Monotonic milliseconds. */
 uint64_t host_now_ms(void);

@@ -19,6 +19,7 @@
 #include "../common/log.h"
 #include "../common/errbuf.h"
 #include "../proto/nvme.h"
+#include "../net/sock.h"
 #include "../net/tls.h"
 
 #define CTRL_ADMIN_QSIZE      32
@@ -62,6 +63,7 @@ enum ctrl_state {
 
 struct nvtcp_ctrl {
 	char traddr[256];
+	char tcp_cc[SOCK_CC_NAME_MAX + 1]; /* congestion control; "" = the system's */
 	char trsvcid[32];
 	uint8_t hostid[16];
 	bool disable_sqflow;
@@ -466,7 +468,7 @@ static int ctrl_connect_queue(struct nvtcp_ctrl *ctrl, uint16_t qid, unsigned qs
 
 	snprintf(name, sizeof(name), "%s:%s q%u", ctrl->traddr, ctrl->trsvcid, qid);
 	co.name = name;
-	fd = host_dial(ctrl->traddr, ctrl->trsvcid, ctrl->timeout_ms, err, errlen);
+	fd = host_dial(ctrl->traddr, ctrl->trsvcid, ctrl->timeout_ms, ctrl->tcp_cc, err, errlen);
 	if (fd < 0)
 		return fd;
 	r = host_conn_open(fd, &co, &conn);
@@ -691,6 +693,16 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->delay_min_ms =
 		opts->reconnect_delay_ms ? opts->reconnect_delay_ms : NVTCP_RECONNECT_DELAY_DEFAULT;
 	ctrl->delay_ms = ctrl->delay_min_ms;
+	if (opts->tcp_congestion && strlen(opts->tcp_congestion) > SOCK_CC_NAME_MAX) {
+		errbuf_set(err, errlen,
+			   "TCP congestion control \"%s\": expected a name of 1..%d characters",
+			   opts->tcp_congestion, SOCK_CC_NAME_MAX);
+		r = -EINVAL;
+		goto err_free;
+	}
+	snprintf(ctrl->tcp_cc, sizeof(ctrl->tcp_cc), "%s",
+		 opts->tcp_congestion ? opts->tcp_congestion : "");
+	ctrl->conn_opts.tcp_congestion = NULL;
 	snprintf(ctrl->traddr, sizeof(ctrl->traddr), "%s", opts->traddr);
 	snprintf(ctrl->trsvcid, sizeof(ctrl->trsvcid), "%s",
 		 opts->trsvcid && *opts->trsvcid ? opts->trsvcid : "4420");

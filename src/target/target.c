@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../net/sock.h"
 #include "conn.h"
 #include "tgt.h"
 
@@ -66,7 +67,7 @@ static struct nvtcp_target *target_of(struct tgt_thread *th)
 
 /* ---- listeners -------------------------------------------------------------------------- */
 
-static int target_listen(struct tgt_port *port, char *err, size_t errlen)
+static int target_listen(struct tgt_port *port, const char *tcp_cc, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t sl;
@@ -101,6 +102,17 @@ static int target_listen(struct tgt_port *port, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* accepted connections inherit the listener's congestion control */
+	if (tcp_cc && *tcp_cc) {
+		char why[384];
+
+		ret = sock_set_congestion(fd, tcp_cc, why, sizeof(why));
+		if (ret < 0) {
+			close(fd);
+			snprintf(err, errlen, "port %s:%s: %s", port->traddr, port->trsvcid, why);
+			return ret;
+		}
+	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, TARGET_BACKLOG) < 0) {
 		ret = -errno;
 		close(fd);
@@ -431,7 +443,7 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 	list_for_each (p, &t->tgt.ports) {
 		struct tgt_port *port = list_entry(p, struct tgt_port, entry);
 
-		ret = target_listen(port, err, errlen);
+		ret = target_listen(port, opts->tcp_congestion, err, errlen);
 		if (ret < 0)
 			goto err_destroy;
 		t->listeners[t->nr_listeners].t = t;
@@ -479,8 +491,15 @@ NVTCP_EXPORT int nvtcp_target_run(struct nvtcp_target *t)
 		}
 	}
 	target_log_ports(t);
-	log_info("target running: %u thread(s)%s", t->tgt.nr_threads,
-		 t->tgt.busy_poll ? ", busy polling" : "");
+	{
+		char cc[SOCK_CC_NAME_MAX + 1] = "";
+
+		if (t->nr_listeners > 0)
+			sock_get_congestion(t->listeners[0].port->listen_fd, cc, sizeof(cc));
+		log_info("target running: %u thread(s)%s, TCP congestion control %s",
+			 t->tgt.nr_threads, t->tgt.busy_poll ? ", busy polling" : "",
+			 cc[0] ? cc : "unknown");
+	}
 
 	ret = loop_run(th0->loop);
 	if (ret < 0) {

@@ -74,10 +74,11 @@ class Tap:
 
 class Nvtcpd:
     """One nvtcpd process. config: -c file or None; listen: ports given as --listen
-    127.0.0.1:P; port: the one start() waits for. Each start() logs to a new file in tmp."""
+    127.0.0.1:P; args: more options; port: the one start() waits for. Each start() logs to a new file in tmp."""
 
-    def __init__(self, exe, tmp, port, config=None, listen=()):
+    def __init__(self, exe, tmp, port, config=None, listen=(), args=()):
         self.exe = exe
+        self.args = list(args)
         self.tmp = tmp
         self.port = port
         self.config = config
@@ -91,6 +92,7 @@ class Nvtcpd:
             args += ["-c", self.config]
         for p in self.listen:
             args += ["--listen", "127.0.0.1:%d" % p]
+        args += self.args
         log = open(os.path.join(self.tmp, "nvtcpd-%d-%d.log" % (self.port, len(self.logs))), "w+")
         self.logs.append(log)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)

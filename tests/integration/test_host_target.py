@@ -253,6 +253,58 @@ def t_ddgst_reads_race_writes(port):
         check(j["errors"] == 0 and j["ios"] > 0, "digest reads failed under writes: %r" % j)
 
 
+def other_cc():
+    """A congestion control other than the system's default (reno is in every kernel)."""
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        return "cubic" if f.read().strip() == "reno" else "reno"
+
+
+def conn_ccs(port):
+    """{(local, peer): congestion control} of the established TCP connections on port."""
+    out = subprocess.run(["ss", "-tinH", "state", "established", "( sport = :%d or dport = :%d )"
+                          % (port, port)], capture_output=True, text=True, timeout=10).stdout
+    ccs, key = {}, None
+    for line in out.splitlines():
+        f = line.split()
+        if not line[:1].isspace() and len(f) >= 4:
+            key = (f[-2], f[-1])  # local, peer (no state column with a state filter)
+        elif key and f:
+            ccs[key] = f[0]
+            key = None
+    return ccs
+
+
+def t_tcp_congestion():
+    cc = other_cc()
+    port = free_port()
+    tgt = Nvtcpd(NVTCPD, TMP, port, listen=[port], args=["--tcp-congestion", cc]).start()
+    try:
+        bg = subprocess.Popen([NVTCP, "perf", "-a", "127.0.0.1", "-s", str(port), "-n", MEM0,
+                               "-t", "3", "--queues", "2", "--tcp-congestion", cc],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, XDG_CONFIG_HOME=TMP))
+        ccs = {}
+        deadline = time.time() + 2.5
+        while time.time() < deadline and len(ccs) < 6:  # admin + 2 I/O queues, both ends
+            time.sleep(0.2)
+            ccs = conn_ccs(port)
+        _, err = bg.communicate(timeout=30)
+        check(bg.returncode == 0, "perf exited %d: %s" % (bg.returncode, err[-1000:]))
+        check(len(ccs) >= 6, "expected 3 connections (both ends) on port %d, ss saw %r"
+              % (port, ccs))
+        check(all(v == cc for v in ccs.values()), "not all %s: %r" % (cc, ccs))
+        rc, _, err = nvtcp(["identify", "--tcp-congestion", "nvtcp-nosuch"], port, MEM0,
+                           check_rc=False)
+        check(rc != 0 and '"nvtcp-nosuch" is not available' in err,
+              "host: rc %d, message %r" % (rc, err))
+    finally:
+        check(tgt.stop() == 0, "nvtcpd did not exit cleanly")
+    bad = subprocess.run([NVTCPD, "--listen", "127.0.0.1:%d" % free_port(), "--tcp-congestion",
+                          "nvtcp-nosuch"], capture_output=True, text=True, timeout=20)
+    check(bad.returncode != 0 and '"nvtcp-nosuch" is not available' in bad.stderr,
+          "target: rc %d, message %r" % (bad.returncode, bad.stderr))
+
+
 def run_perf_bg(port, args):
     cmd = [NVTCP, "perf", "--json", "-a", "127.0.0.1", "-s", str(port), "-n", FILE0] + args
     env = dict(os.environ, XDG_CONFIG_HOME=TMP)
@@ -404,7 +456,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..22")
+    print("1..23")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
@@ -469,6 +521,8 @@ def main():
 
     case("controller with CAP.MPSMIN 1 MiB and MDTS 12: transfer limit does not wrap to 0",
          t_disc_large_mps_mdts)
+    case("--tcp-congestion on nvtcpd and nvtcp: every connection uses it; unknown name refused",
+         t_tcp_congestion)
 
     for k, v in IOPS.items():
         print("# IOPS %-36s %10.0f" % (k, v))
