@@ -53,7 +53,8 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
               the memory namespace nvtcpd serves without a config)
   -n NICE     run the measured programs at this nice value (e.g. -10: less disturbed by other
               work on a shared machine, at that work's expense; needs root below 0)
-Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy").
+Extra ceiling flags can be passed in CEILING_OPTS (e.g. CEILING_OPTS="--zerocopy"), extra nvtcpd
+flags in NVTCPD_OPTS (e.g. NVTCPD_OPTS="--zero-copy-reads").
 EOF
 }
 
@@ -165,8 +166,9 @@ start_target() {
 	else
 		extra+=(--listen "127.0.0.1:$port")
 	fi
+	# shellcheck disable=SC2086
 	"${run[@]}" taskset -c 0 "$nvtcpd" --cores 1 --cpu 0 "${tgt_cc[@]}" "${extra[@]}" \
-		>"$tmp/nvtcpd.log" 2>&1 &
+		${NVTCPD_OPTS:-} >"$tmp/nvtcpd.log" 2>&1 &
 	tgt_pid=$!
 	for ((i = 0; i < 100; i++)); do
 		[[ -n $(ss -Hltn "sport = :$port") ]] && return 0
@@ -254,7 +256,7 @@ run_perf() {
 echo "# loopback: ${secs} s per run, median of $reps, server/target on CPU 0, client on CPU 1," \
 	"nice $nice_adj"
 echo "# started $(date -u +%FT%TZ) on $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# namespace: ${ns_size:-built-in 1 GiB} memory namespace, subsystem $nqn"
+echo "# namespace: ${ns_size:-built-in 1 GiB} memory namespace, subsystem $nqn${NVTCPD_OPTS:+; nvtcpd $NVTCPD_OPTS}"
 if [[ -n $cc ]]; then
 	echo "# TCP congestion control: $cc (-c)"
 else

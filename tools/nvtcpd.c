@@ -21,7 +21,7 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 	fprintf(f,
 		"usage: %s [-c CONFIG.json] [--listen ADDR:PORT]... [--cores N] [--busy-poll]\n"
 		"          [--cpu FIRST] [--max-connections N] [--io-timeout SECONDS]\n"
-		"          [--tcp-congestion NAME]\n"
+		"          [--tcp-congestion NAME] [--zero-copy-reads]\n"
 		"          [--log-level error|warn|info|debug] [-h]\n"
 		"\n"
 		"  -c, --config FILE    JSON configuration (default: built-in, one 1 GiB memory\n"
@@ -44,6 +44,9 @@ static void nvtcpd_usage(FILE *f, const char *argv0)
 		"                       TCP congestion control of every connection (cubic, bbr,\n"
 		"                       dctcp, reno, ...; default: "
 		"net.ipv4.tcp_congestion_control)\n"
+		"      --zero-copy-reads\n"
+		"                       send Reads of 64 KiB or more from memory namespaces by\n"
+		"                       reference (vmsplice + splice; no data digest, no TLS)\n"
 		"  -L, --log-level L    error, warn, info (default) or debug\n"
 		"  -h, --help           this help\n",
 		argv0, NVTCP_TARGET_MAX_CONNECTIONS);
@@ -127,6 +130,7 @@ int main(int argc, char **argv)
 		{"max-connections", required_argument, NULL, 'M'},
 		{"io-timeout", required_argument, NULL, 'T'},
 		{"tcp-congestion", required_argument, NULL, 'G'},
+		{"zero-copy-reads", no_argument, NULL, 'Z'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -191,6 +195,9 @@ int main(int argc, char **argv)
 			break;
 		case 'G':
 			opts.tcp_congestion = optarg;
+			break;
+		case 'Z':
+			opts.zero_copy_reads = true;
 			break;
 		case 'L':
 			if (nvtcp_target_set_log_level(optarg) < 0) {

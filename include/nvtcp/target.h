@@ -28,6 +28,10 @@ struct nvtcp_target_opts {
 	/* TCP congestion control of every connection ("cubic", "bbr", "dctcp", ...), set on the
 	 * listeners; NULL or "" = the system's default (net.ipv4.tcp_congestion_control) */
 	const char *tcp_congestion;
+	/* Reads of 64 KiB or more from a memory namespace, without a data digest, on plain TCP:
+	 * send the namespace's pages by reference (vmsplice + splice) instead of copying them
+	 * into the socket. Less nvtcpd CPU per Read; see docs/BENCHMARKS.md for when it wins. */
+	bool zero_copy_reads;
 };
 
 #define NVTCP_TARGET_MAX_CONNECTIONS 4096

@@ -693,12 +693,11 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->delay_min_ms =
 		opts->reconnect_delay_ms ? opts->reconnect_delay_ms : NVTCP_RECONNECT_DELAY_DEFAULT;
 	ctrl->delay_ms = ctrl->delay_min_ms;
-	if (opts->tcp_congestion && strlen(opts->tcp_congestion) > SOCK_CC_NAME_MAX) {
-		errbuf_set(err, errlen,
-			   "TCP congestion control \"%s\": expected a name of 1..%d characters",
-			   opts->tcp_congestion, SOCK_CC_NAME_MAX);
-		r = -EINVAL;
-		goto err_free;
+	/* checked before it is copied: a truncated name could be another one */
+	if (opts->tcp_congestion && *opts->tcp_congestion) {
+		r = sock_congestion_name_ok(opts->tcp_congestion, err, errlen);
+		if (r < 0)
+			goto err_free;
 	}
 	snprintf(ctrl->tcp_cc, sizeof(ctrl->tcp_cc), "%s",
 		 opts->tcp_congestion ? opts->tcp_congestion : "");

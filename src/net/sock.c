@@ -24,19 +24,26 @@ static void sock_read_sysctl(const char *path, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+int sock_congestion_name_ok(const char *name, char *err, size_t errlen)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n > 0 && n <= SOCK_CC_NAME_MAX)
+		return 0;
+	errbuf_set(err, errlen,
+		   "TCP congestion control \"%s\": expected a name of 1..%d characters",
+		   name ? name : "", SOCK_CC_NAME_MAX);
+	return -EINVAL;
+}
+
 int sock_set_congestion(int fd, const char *name, char *err, size_t errlen)
 {
 	char avail[256];
-	size_t n = name ? strlen(name) : 0;
-	int r;
+	int r = sock_congestion_name_ok(name, err, errlen);
 
-	if (n == 0 || n > SOCK_CC_NAME_MAX) {
-		errbuf_set(err, errlen,
-			   "TCP congestion control \"%s\": expected a name of 1..%d characters",
-			   name ? name : "", SOCK_CC_NAME_MAX);
-		return -EINVAL;
-	}
-	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)n) == 0)
+	if (r < 0)
+		return r;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) == 0)
 		return 0;
 	r = -errno;
 	if (r == -EPERM) {

@@ -8,6 +8,9 @@
 /* Longest congestion control name the kernel takes (TCP_CA_NAME_MAX - 1). */
 #define SOCK_CC_NAME_MAX 15
 
+/* 0 if name can be a congestion control name (1..SOCK_CC_NAME_MAX characters), else -EINVAL
+ * with a message in err. */
+int sock_congestion_name_ok(const char *name, char *err, size_t errlen);
 /* Use TCP congestion control `name` ("cubic", "bbr", "dctcp", "reno", ...) on fd instead of
  * the system's default (net.ipv4.tcp_congestion_control). Set on a listening socket, the
  * connections it accepts inherit it. Returns 0, or -errno with a message in err naming what

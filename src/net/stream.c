@@ -6,10 +6,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/compiler.h"
@@ -74,6 +76,7 @@ int stream_init(struct stream *s, int fd, enum pdu_role role, size_t ring_size,
 	s->ring = malloc(s->ring_size);
 	if (!s->ring)
 		return -ENOMEM;
+	s->zc_pipe[0] = s->zc_pipe[1] = -1;
 	s->term_type = role == PDU_ROLE_CTRL ? WIRE_PDU_C2H_TERM_REQ : WIRE_PDU_H2C_TERM_REQ;
 	pdu_rx_init(&s->rx, role, &initial);
 	return 0;
@@ -98,6 +101,13 @@ void stream_fini(struct stream *s)
 	while (s->tx_head)
 		stream_tx_pop(s, -ECONNABORTED);
 	s->tx_queued_bytes = 0;
+	if (s->zc_on) {
+		close(s->zc_pipe[0]);
+		close(s->zc_pipe[1]);
+		s->zc_pipe[0] = s->zc_pipe[1] = -1;
+		s->zc_on = false;
+	}
+	s->zc_pipe_bytes = 0;
 	free(s->ring);
 	s->ring = NULL;
 	if (s->io && s->io->fini)
@@ -279,7 +289,39 @@ static void stream_queue_tail(struct stream *s, struct stream_tx *tx)
 void stream_queue(struct stream *s, struct stream_tx *tx)
 {
 	tx->ddgst_late = false;
+	tx->zerocopy = false;
 	stream_queue_tail(s, tx);
+}
+
+int stream_zc_enable(struct stream *s)
+{
+	int p[2];
+
+	if (s->zc_on)
+		return 0;
+	if (s->io != &stream_plain_io)
+		return -EOPNOTSUPP;
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	/* best effort: a smaller pipe only takes more rounds */
+	(void)fcntl(p[1], F_SETPIPE_SZ, STREAM_ZC_PIPE_SIZE);
+	s->zc_pipe[0] = p[0];
+	s->zc_pipe[1] = p[1];
+	s->zc_on = true;
+	return 0;
+}
+
+void stream_queue_zc(struct stream *s, struct stream_tx *tx)
+{
+	tx->ddgst_late = false;
+	tx->zerocopy = tx->iovcnt > 1;
+	stream_queue_tail(s, tx);
+}
+
+/* tx's payload goes through the pipe */
+static bool stream_tx_zc(const struct stream *s, const struct stream_tx *tx)
+{
+	return tx->zerocopy && s->zc_on;
 }
 
 static uint32_t stream_crc_plain(void *ctx, uint32_t crc, const void *p, size_t n)
@@ -292,6 +334,7 @@ void stream_queue_ddgst(struct stream *s, struct stream_tx *tx, stream_crc_fn cr
 {
 	assert(tx->iovcnt >= 2 && tx->iov[tx->iovcnt - 1].iov_len == WIRE_DIGEST_LEN);
 	tx->ddgst_late = true;
+	tx->zerocopy = false;
 	tx->ddgst_crc = CRC32C_INIT;
 	tx->ddgst_fn = crc ? crc : stream_crc_plain;
 	tx->ddgst_fn_ctx = crc_ctx;
@@ -392,6 +435,17 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 	for (struct stream_tx *tx = s->tx_head; tx; tx = tx->next) {
 		int end = tx->iovcnt;
 
+		if (stream_tx_zc(s, tx)) {
+			/* its header, then stop: the payload goes through the pipe */
+			if (tx->iov_idx == 0 && cnt < max) {
+				iov[cnt].iov_base = (uint8_t *)tx->iov[0].iov_base + tx->iov_off;
+				iov[cnt].iov_len = tx->iov[0].iov_len - tx->iov_off;
+				cnt++;
+			}
+			*more = true;
+			return cnt;
+		}
+
 		if (tx->ddgst_late && tx->iov_idx < tx->iovcnt - 1) {
 			size_t rest = stream_tx_ddgst_rest(tx);
 
@@ -426,6 +480,65 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 	return cnt;
 }
 
+/* Splice what the pipe holds into the socket. Returns the bytes moved (> 0), -EAGAIN when the
+ * socket is full, or -errno. */
+static ssize_t stream_zc_drain(struct stream *s)
+{
+	unsigned flags = SPLICE_F_NONBLOCK | (s->tx_head ? SPLICE_F_MORE : 0);
+
+	for (;;) {
+		ssize_t n = splice(s->zc_pipe[0], NULL, s->fd, NULL, s->zc_pipe_bytes, flags);
+
+		if (n > 0) {
+			s->zc_pipe_bytes -= (size_t)n;
+			s->tx_syscalls++;
+			return n;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+/* The head tx's header went out: vmsplice its payload (from where it stands) into the empty
+ * pipe. The bytes count as sent: the pipe holds references to their pages, and the tx may
+ * complete. If the kernel refuses, zero-copy is turned off and the payload is copied. */
+static void stream_zc_fill(struct stream *s, struct stream_tx *tx)
+{
+	struct iovec iov[STREAM_TX_IOV_MAX];
+	int cnt = 0;
+	ssize_t n;
+
+	for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
+		size_t off = i == tx->iov_idx ? tx->iov_off : 0;
+
+		if (tx->iov[i].iov_len == off)
+			continue;
+		iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
+		iov[cnt].iov_len = tx->iov[i].iov_len - off;
+		cnt++;
+	}
+	do {
+		n = cnt ? vmsplice(s->zc_pipe[1], iov, (unsigned long)cnt, SPLICE_F_NONBLOCK) : 0;
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		log_warn("stream fd %d: vmsplice: %s; sending by copy from now on", s->fd,
+			 strerror(errno));
+		s->zc_on = false; /* the pipe is empty; stream_fini closes it */
+		close(s->zc_pipe[0]);
+		close(s->zc_pipe[1]);
+		s->zc_pipe[0] = s->zc_pipe[1] = -1;
+		return;
+	}
+	s->tx_syscalls++;
+	s->zc_pipe_bytes = (size_t)n;
+	s->tx_bytes += (uint64_t)n;
+	s->tx_zc_bytes += (uint64_t)n;
+	stream_tx_advance(s, (size_t)n);
+}
+
 int stream_flush(struct stream *s)
 {
 	struct iovec iov[STREAM_WRITEV_MAX];
@@ -437,7 +550,19 @@ int stream_flush(struct stream *s)
 	 * copy_cold(): make that visible to every CPU before the peer can hear of it */
 	if (s->tx_head)
 		copy_cold_fence();
-	while (s->tx_head) {
+	while (s->tx_head || s->zc_pipe_bytes > 0) {
+		if (s->zc_pipe_bytes > 0) {
+			/* before anything else: these bytes come next on the wire */
+			ssize_t n = stream_zc_drain(s);
+
+			if (n < 0)
+				return (int)n;
+			continue;
+		}
+		if (stream_tx_zc(s, s->tx_head) && s->tx_head->iov_idx > 0) {
+			stream_zc_fill(s, s->tx_head);
+			continue;
+		}
 		int cnt = stream_tx_gather(s, iov, STREAM_WRITEV_MAX, &more);
 
 		if (cnt == 0) {
@@ -542,6 +667,29 @@ static void stream_term_req(struct stream *s, int max_waits)
 	if (bad_len > sizeof(struct wire_ch) && bad_len > s->rx.hdr.ch.hlen)
 		bad_len = s->rx.hdr.ch.hlen;
 	size_t len = pdu_build_term_req(buf, s->term_type, &s->err, s->rx.hdr.raw, bad_len);
+	struct timespec t0, t;
+
+	/* payload bytes in the zero-copy pipe come next on the wire: they go first, within
+	 * max_waits x 100 ms (a payload can take many rounds through a small send buffer) */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (s->zc_pipe_bytes > 0) {
+		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+		ssize_t n = stream_zc_drain(s);
+		long waited_ms;
+
+		if (n > 0)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		waited_ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		if (n != -EAGAIN || waited_ms >= max_waits * 100L ||
+		    poll(&pfd, 1, (int)(max_waits * 100L - waited_ms)) < 0) {
+			log_warn(
+				"stream fd %d: TermReq (FES %02xh) not sent: %s", s->fd, s->err.fes,
+				n == -EAGAIN ? "socket full, peer not reading" : strerror((int)-n));
+			shutdown(s->fd, SHUT_WR);
+			return;
+		}
+	}
 
 	/* A tx cut in the middle must be finished first, or the TermReq would land inside
 	 * another PDU; whole tx still queued are simply not sent. */

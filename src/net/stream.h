@@ -57,6 +57,9 @@
  * tgt_conn_flush_early). */
 #define STREAM_EARLY_LARGE_BYTES (64 * 1024)
 #define STREAM_EARLY_SENT	 UINT_MAX /* *turn_cmds of stream_flush_early: done this turn */
+/* Zero-copy sends (stream_queue_zc): the pipe payload pages pass through, sized for a few
+ * 128 KiB payloads (the default 64 KiB pipe would take two rounds per payload). */
+#define STREAM_ZC_PIPE_SIZE (1024 * 1024)
 
 struct stream;
 
@@ -76,6 +79,8 @@ struct stream_tx {
 	struct stream_tx *next;
 	int iov_idx;
 	size_t iov_off;
+	/* queued with stream_queue_zc: the payload goes by reference (vmsplice + splice) */
+	bool zerocopy;
 	/* queued with stream_queue_ddgst: the stream fills in the data digest itself */
 	bool ddgst_late;
 	uint32_t ddgst_crc; /* CRC32C state over the payload bytes the I/O layer has taken */
@@ -138,8 +143,15 @@ struct stream {
 	 * straight into its destination instead of into the ring (and copied again). */
 	bool rx_big;
 	uint64_t early_mark; /* tx_bytes + tx_queued_bytes at the last stream_flush_early */
+	/* Zero-copy sends (stream_zc_enable): a pipe whose buffers reference payload pages
+	 * vmspliced from memory; zc_pipe_bytes of them are not yet spliced into the socket and
+	 * go before anything else. Counted in tx_bytes when they enter the pipe. */
+	bool zc_on;
+	int zc_pipe[2];
+	size_t zc_pipe_bytes;
 	/* statistics */
 	uint64_t rx_bytes, tx_bytes, rx_syscalls, tx_syscalls, rx_direct_bytes;
+	uint64_t tx_zc_bytes; /* of tx_bytes, sent by reference through the pipe */
 };
 
 /* Set up a stream on a connected non-blocking fd (ownership of fd passes to the stream: it is
@@ -166,6 +178,19 @@ bool stream_rx_ddgst_verify_ahead(struct stream *s);
 /* Queue a send; it leaves at the next stream_flush. */
 void stream_queue(struct stream *s, struct stream_tx *tx);
 
+/* Zero-copy sends for stream_queue_zc on a plain socket: create the pipe they pass through
+ * (two fds, closed by stream_fini). Returns 0 (also when already on), -EOPNOTSUPP under TLS,
+ * or -errno. */
+int stream_zc_enable(struct stream *s);
+/* Queue a send whose payload, iov[1..iovcnt-1], goes by reference: vmspliced into the
+ * stream's pipe and spliced into the socket, so TCP sends from these pages and (on loopback)
+ * the peer copies straight out of them; the header iov[0] is copied as usual. The peer gets
+ * the payload bytes as they are when the kernel copies them, which may be after done() ran:
+ * only for memory whose later contents are as good as the present ones (a Read lent from a
+ * memory namespace, without a data digest: a Write racing a Read may give either data).
+ * The pages stay referenced, so unmapping the memory is safe. Without stream_zc_enable, or
+ * if the kernel refuses, the payload is copied like stream_queue's. */
+void stream_queue_zc(struct stream *s, struct stream_tx *tx);
 /* Queue a data PDU whose digest the stream computes from the bytes as they are handed to the
  * I/O layer: iov[0] is the PDU header, iov[1..iovcnt-2] the payload and iov[iovcnt-1] four
  * writable bytes for the data digest (contents ignored, owned like the rest until done).
@@ -193,7 +218,8 @@ void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll, s
 int stream_flush(struct stream *s);
 static inline bool stream_tx_pending(const struct stream *s)
 {
-	return s->tx_head != NULL || (s->io->tx_buffered && s->io->tx_buffered(s));
+	return s->tx_head != NULL || s->zc_pipe_bytes > 0 ||
+	       (s->io->tx_buffered && s->io->tx_buffered(s));
 }
 /* Received bytes wait in the ring or beneath it (TLS): call stream_recv without waiting for
  * the fd to become readable. */

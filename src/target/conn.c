@@ -22,6 +22,7 @@
 
 #include "../common/le.h"
 #include "../common/log.h"
+#include "../net/sock.h"
 #include "../net/stream.h"
 #include "../net/tls.h"
 #include "../proto/crc32c.h"
@@ -111,8 +112,9 @@ struct tgt_conn {
 	uint64_t created_ms, last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes_seen;
 	bool fd_registered;
-	bool want_out;	/* EPOLLOUT registered: the socket was full */
-	bool rx_paused; /* too much queued to send: not reading commands */
+	bool want_out;	 /* EPOLLOUT registered: the socket was full */
+	bool rx_paused;	 /* too much queued to send: not reading commands */
+	int8_t zc_reads; /* large lent Reads by reference: 0 not decided yet, 1 yes, -1 no */
 	uint8_t icresp[sizeof(struct wire_icresp)];
 	struct stream_tx icresp_tx;
 	struct list_head entry; /* in ct->conns */
@@ -331,15 +333,43 @@ static uint32_t tgt_creq_crc_lent(void *backend, uint32_t crc, const void *p, si
 	return nvtcp_backend_crc_update(backend, crc, p, n);
 }
 
-/* ddgst: tx is a C2HData PDU whose data digest the stream fills in (stream_queue_ddgst) */
-static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst)
+/* --zero-copy-reads: Reads of 64 KiB or more lent by a memory namespace leave by reference
+ * (stream_queue_zc): TCP sends from the namespace's pages and, on loopback, the host copies
+ * straight out of them; nvtcpd's copy of the payload is gone. Only without a data digest (a
+ * Write racing the Read could change the bytes after the digest was computed) and only on
+ * plain TCP (TLS encrypts a copy). Opt-in, because on loopback it moves the DRAM read of a
+ * cold namespace to the host. Measured, 128K read QD8, 3 s runs, medians of 3-4, cubic:
+ * 1 GiB namespace busy-poll 45.2K -> 46.5K IOPS, interrupt mode 42.9K -> 35.7K (nvtcpd 23.0 ->
+ * 10.5 us per I/O, host 17.2 -> 24.3); 8 MiB namespace busy-poll 54.3K -> 67.6K, interrupt
+ * 51.8K -> 52.3K (nvtcpd 19.0 -> 12.0 us). With BBR: busy-poll 40.1K -> 27.5K. */
+#define TGT_CONN_ZC_MIN (64 * 1024)
+
+static bool tgt_conn_zc_ready(struct tgt_conn *c)
+{
+	if (!c->opts.zero_copy_reads)
+		return false;
+	if (c->zc_reads == 0) {
+		int r = stream_zc_enable(&c->stream);
+
+		c->zc_reads = r == 0 ? 1 : -1;
+		if (r < 0 && r != -EOPNOTSUPP)
+			log_info("%s: zero-copy Reads off: %s", tgt_conn_name(c), strerror(-r));
+	}
+	return c->zc_reads > 0;
+}
+
+/* ddgst: tx is a C2HData PDU whose data digest the stream fills in (stream_queue_ddgst);
+ * zc: its payload may go by reference (stream_queue_zc) */
+static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst, bool zc)
 {
 	struct tgt_conn *c = r->conn;
 
 	tx->done = tgt_creq_tx_done;
 	tx->ctx = r;
 	r->tx_pending++;
-	if (ddgst && r->req.iov == &r->req.lent_iov)
+	if (zc)
+		stream_queue_zc(&c->stream, tx);
+	else if (ddgst && r->req.iov == &r->req.lent_iov)
 		/* a memory namespace's own bytes: its cached block CRCs (one event loop) */
 		stream_queue_ddgst(&c->stream, tx, tgt_creq_crc_lent, r->req.ns->backend);
 	else if (ddgst)
@@ -441,7 +471,7 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	tx->iovcnt = 1;
 	log_debug("%s: R2T cid %u ttag %u r2tl %u", tgt_conn_name(c), le16_get(r->req.sqe.cid),
 		  r->ttag, r->req.data_len);
-	tgt_creq_queue(r, tx, false);
+	tgt_creq_queue(r, tx, false, false);
 }
 
 /* Queue C2HData PDUs carrying the whole buffer; returns true if the last one carries SUCCESS
@@ -481,7 +511,9 @@ static bool tgt_creq_send_data(struct tgt_creq *r)
 		}
 		log_debug("%s: C2HData cid %u datao %u datal %u%s%s", tgt_conn_name(c), cid, off,
 			  datal, last ? " last" : "", last && success ? " success" : "");
-		tgt_creq_queue(r, tx, c->params.ddgst);
+		tgt_creq_queue(r, tx, c->params.ddgst,
+			       !c->params.ddgst && r->req.iov == &r->req.lent_iov &&
+				       datal >= TGT_CONN_ZC_MIN && tgt_conn_zc_ready(c));
 	}
 	return success;
 }
@@ -511,7 +543,7 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 	tx->iovcnt = 1;
 	log_debug("%s: CapsuleResp cid %u status %#x", tgt_conn_name(c), le16_get(req->cqe.cid),
 		  le16_get(req->cqe.status));
-	tgt_creq_queue(r, tx, false);
+	tgt_creq_queue(r, tx, false, false);
 }
 
 /* ---- command flow ----------------------------------------------------------------------- */

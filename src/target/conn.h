@@ -69,6 +69,7 @@ struct tgt_conn_opts {
 	uint32_t tick_ms;	  /* how often the timeouts are checked */
 	size_t tx_max_bytes;	  /* stop reading commands while this much is queued to send */
 	uint32_t c2h_max;	  /* largest C2HData DATAL we send */
+	bool zero_copy_reads;	  /* large lent Reads by reference (tgt_conn_zc_ready) */
 };
 
 void tgt_conn_opts_default(struct tgt_conn_opts *o);

@@ -369,6 +369,7 @@ NVTCP_EXPORT int nvtcp_target_create(const struct nvtcp_target_opts *opts,
 	atomic_init(&t->live_conns, 0);
 	t->max_conns = opts->max_connections ? opts->max_connections : NVTCP_TARGET_MAX_CONNECTIONS;
 	tgt_conn_opts_default(&t->conn_opts);
+	t->conn_opts.zero_copy_reads = opts->zero_copy_reads;
 	if (opts->io_timeout_ms) {
 		t->conn_opts.idle_timeout_ms = opts->io_timeout_ms;
 		t->conn_opts.tx_stall_ms = opts->io_timeout_ms;

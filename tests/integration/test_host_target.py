@@ -305,6 +305,23 @@ def t_tcp_congestion():
           "target: rc %d, message %r" % (bad.returncode, bad.stderr))
 
 
+def t_zero_copy_reads():
+    port = free_port()
+    tgt = Nvtcpd(NVTCPD, TMP, port, listen=[port], args=["--zero-copy-reads"]).start()
+    try:
+        for extra in (["-o", "128k"], ["-o", "512k", "--busy-poll"],
+                      ["-o", "256k", "--hdr-digest", "--data-digest"]):
+            j, _ = perf_json(port, MEM0, ["-t", "1", "--verify", "-w", "randrw", "-q", "8"]
+                             + extra)
+            check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+                  "%s: %r errors, %r matched, %r mismatched" % (
+                      " ".join(extra), j["errors"], j["verified_blocks"],
+                      j["mismatched_blocks"]))
+    finally:
+        rc = tgt.stop()
+    check(rc == 0 and not tgt.sanitizer_report(), "nvtcpd rc %d: %s" % (rc, tgt.log_text()[-1500:]))
+
+
 def run_perf_bg(port, args):
     cmd = [NVTCP, "perf", "--json", "-a", "127.0.0.1", "-s", str(port), "-n", FILE0] + args
     env = dict(os.environ, XDG_CONFIG_HOME=TMP)
@@ -456,7 +473,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..23")
+    print("1..24")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
@@ -523,6 +540,8 @@ def main():
          t_disc_large_mps_mdts)
     case("--tcp-congestion on nvtcpd and nvtcp: every connection uses it; unknown name refused",
          t_tcp_congestion)
+    case("--zero-copy-reads: 128K-512K reads by reference, perf --verify (plain, busy-poll, "
+         "digests)", t_zero_copy_reads)
 
     for k, v in IOPS.items():
         print("# IOPS %-36s %10.0f" % (k, v))
