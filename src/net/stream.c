@@ -526,7 +526,7 @@ static void stream_zc_fill(struct stream *s, struct stream_tx *tx)
 	if (n < 0) {
 		log_warn("stream fd %d: vmsplice: %s; sending by copy from now on", s->fd,
 			 strerror(errno));
-		s->zc_on = false; /* the pipe is empty; stream_fini closes it */
+		s->zc_on = false; /* the pipe is empty: nothing is lost by closing it */
 		close(s->zc_pipe[0]);
 		close(s->zc_pipe[1]);
 		s->zc_pipe[0] = s->zc_pipe[1] = -1;

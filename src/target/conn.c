@@ -22,7 +22,6 @@
 
 #include "../common/le.h"
 #include "../common/log.h"
-#include "../net/sock.h"
 #include "../net/stream.h"
 #include "../net/tls.h"
 #include "../proto/crc32c.h"

@@ -398,12 +398,54 @@ static void test_short_read_stops(void)
 	close(sv[1]);
 }
 
+/* Flush until everything left (EAGAIN: wait for room); returns the last stream_flush result. */
+static int flush_all(struct stream *s, int *eagain)
+{
+	int ret, loops = 0;
+
+	while ((ret = stream_flush(s)) == -EAGAIN && loops++ < 100000) {
+		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+
+		(*eagain)++;
+		poll(&pfd, 1, 1000);
+	}
+	return ret;
+}
+
+/* Flush everything queued to a slow reader on peer_fd (the send buffer fills: at least one
+ * EAGAIN); the peer must get exactly expect[0..want), every one of ntx tx complete in order
+ * with status 0, and nothing be left to send. Returns the EAGAIN count. */
+static int flush_to_reader(struct stream *s, int peer_fd, const uint8_t *expect, size_t want,
+			   int ntx)
+{
+	struct sink k = {.fd = peer_fd, .buf = malloc(want), .want = want};
+	int order_bad = 0, eagain = 0;
+	pthread_t th;
+
+	pthread_create(&th, NULL, peer_reader, &k);
+	TAP_CHECK_EQ(flush_all(s, &eagain), 0);
+	pthread_join(th, NULL);
+	TAP_CHECK(eagain > 0);
+	TAP_CHECK_EQ(k.len, want);
+	TAP_CHECK_MEM(k.buf, expect, want);
+	free(k.buf);
+	TAP_CHECK_EQ(done_count, ntx);
+	TAP_CHECK_EQ(done_status_bad, 0);
+	for (int i = 0; i < ntx; i++)
+		order_bad += done_order[i] != i;
+	TAP_CHECK_EQ(order_bad, 0);
+	TAP_CHECK_EQ(s->tx_bytes, want);
+	TAP_CHECK_EQ(s->tx_queued_bytes, 0);
+	TAP_CHECK(!stream_tx_pending(s));
+	return eagain;
+}
+
 static void test_partial_writes(void)
 {
 	static struct stream_tx tx[NTX];
 	static uint8_t hdrs[NTX][32], payload[TX_DATA], expect[NTX * (32 + TX_DATA)];
 	struct stream s;
-	int sv[2], sndbuf = 4096, eagain = 0;
+	int sv[2], sndbuf = 4096, eagain;
 	size_t want = 0;
 
 	make_pair(sv);
@@ -431,34 +473,11 @@ static void test_partial_writes(void)
 		stream_queue(&s, &tx[i]);
 	}
 	TAP_CHECK_EQ(s.tx_queued_bytes, want);
-	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};
-	pthread_t th;
-	pthread_create(&th, NULL, peer_reader, &k);
-	int ret, loops = 0;
-	while ((ret = stream_flush(&s)) == -EAGAIN && loops++ < 100000) {
-		struct pollfd pfd = {.fd = sv[0], .events = POLLOUT};
-		eagain++;
-		poll(&pfd, 1, 1000);
-	}
-	TAP_CHECK_EQ(ret, 0);
-	pthread_join(th, NULL);
-	TAP_CHECK(eagain > 0);
-	TAP_CHECK_EQ(k.len, want);
-	TAP_CHECK_MEM(k.buf, expect, want);
-	TAP_CHECK_EQ(done_count, NTX);
-	TAP_CHECK_EQ(done_status_bad, 0);
-	int order_bad = 0;
-	for (int i = 0; i < NTX; i++)
-		order_bad += done_order[i] != i;
-	TAP_CHECK_EQ(order_bad, 0);
-	TAP_CHECK_EQ(s.tx_bytes, want);
-	TAP_CHECK_EQ(s.tx_queued_bytes, 0);
-	TAP_CHECK(!stream_tx_pending(&s));
+	eagain = flush_to_reader(&s, sv[1], expect, want, NTX);
 	printf("# %d EAGAIN, %llu sendmsg for %d tx\n", eagain, (unsigned long long)s.tx_syscalls,
 	       NTX);
 	stream_fini(&s);
 	close(sv[1]);
-	free(k.buf);
 }
 
 /* stream_queue_ddgst: the stream computes a data digest from the bytes as they leave, so a
@@ -713,20 +732,6 @@ static void make_tcp_pair(int sv[2])
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 }
 
-/* Flush until everything left (EAGAIN: wait for room); returns the last stream_flush result. */
-static int flush_all(struct stream *s, int *eagain)
-{
-	int ret, loops = 0;
-
-	while ((ret = stream_flush(s)) == -EAGAIN && loops++ < 100000) {
-		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-
-		(*eagain)++;
-		poll(&pfd, 1, 1000);
-	}
-	return ret;
-}
-
 /* stream_queue_zc: payloads go through the pipe, in order with copied sends around them,
  * through partial splices into a small send buffer and partial vmsplices; every tx completes
  * in order and the peer gets exactly the bytes queued. */
@@ -738,7 +743,7 @@ static void test_zero_copy_order(void)
 	static struct stream_tx tx[ZC_NTX];
 	static uint8_t hdrs[ZC_NTX][24], payload[ZC_DATA], expect[ZC_NTX * (24 + ZC_DATA)];
 	struct stream s;
-	int sv[2], sndbuf = 16384, eagain = 0;
+	int sv[2], sndbuf = 16384, eagain;
 	size_t want = 0, zc_want = 0;
 
 	make_tcp_pair(sv);
@@ -772,29 +777,13 @@ static void test_zero_copy_order(void)
 			stream_queue(&s, &tx[i]);
 		}
 	}
-	struct sink k = {.fd = sv[1], .buf = malloc(want), .want = want};
-	pthread_t th;
-	pthread_create(&th, NULL, peer_reader, &k);
-	TAP_CHECK_EQ(flush_all(&s, &eagain), 0);
-	pthread_join(th, NULL);
-	TAP_CHECK(eagain > 0);
-	TAP_CHECK_EQ(k.len, want);
-	TAP_CHECK_MEM(k.buf, expect, want);
-	TAP_CHECK_EQ(done_count, ZC_NTX);
-	TAP_CHECK_EQ(done_status_bad, 0);
-	int order_bad = 0;
-	for (int i = 0; i < ZC_NTX; i++)
-		order_bad += done_order[i] != i;
-	TAP_CHECK_EQ(order_bad, 0);
-	TAP_CHECK_EQ(s.tx_bytes, want);
+	eagain = flush_to_reader(&s, sv[1], expect, want, ZC_NTX);
 	TAP_CHECK_EQ(s.tx_zc_bytes, zc_want);
 	TAP_CHECK_EQ(s.zc_pipe_bytes, 0);
-	TAP_CHECK(!stream_tx_pending(&s));
 	printf("# %d EAGAIN, %llu syscalls, %llu of %zu bytes by reference\n", eagain,
 	       (unsigned long long)s.tx_syscalls, (unsigned long long)s.tx_zc_bytes, want);
 	stream_fini(&s);
 	close(sv[1]);
-	free(k.buf);
 }
 
 /* By reference, really: a payload changed after the flush but before the peer reads it
