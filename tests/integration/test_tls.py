@@ -56,8 +56,9 @@ def write_config(ports, key_file, extra_host=None):
 
 
 def start_target(config, port):
-    """nvtcpd with config (its ports in it), started once port listens."""
-    return Nvtcpd(NVTCPD, TMP, port, config).start()
+    """nvtcpd with config (its ports in it), started once port listens. With
+    --zero-copy-reads: TLS connections must keep copying (they encrypt a copy anyway)."""
+    return Nvtcpd(NVTCPD, TMP, port, config, args=["--zero-copy-reads"]).start()
 
 
 def stop_target(tgt):
@@ -164,6 +165,18 @@ def main():
                   out.decode()[-1500:] + err[-1500:])
 
     case("perf --verify over TLS with header and data digests, 4K and 128K", tls_digests)
+
+    def tls_large_reads():
+        # nvtcpd runs with --zero-copy-reads: 128K-512K Reads without digests would go by
+        # reference on plain TCP, and must be copied into TLS records here
+        for size in ("128k", "512k"):
+            rc, out, err = nvtcp(["perf", "-n", SUB128, "-t", "1", "-q", "8", "-o", size,
+                                  "-w", "randrw", "--verify"], req, KEY128, 0, timeout=90)
+            check(rc == 0, "perf --verify %s over TLS failed:\n" % size +
+                  out.decode()[-1500:] + err[-1500:])
+
+    case("perf --verify 128K and 512K over TLS, nvtcpd --zero-copy-reads (copied)",
+         tls_large_reads)
 
     def plain_to_required():
         rc, _, err = nvtcp(["discover"], req)
