@@ -971,7 +971,12 @@ void tgt_conn_close(struct tgt_conn *c, const char *reason)
 {
 	if (c->state == TGT_CONN_CLOSING)
 		return;
-	log_info("%s: closing: %s", tgt_conn_name(c), reason);
+	if (c->stream.tx_zc_bytes)
+		log_info("%s: closing: %s (%llu of %llu bytes sent by reference)", tgt_conn_name(c),
+			 reason, (unsigned long long)c->stream.tx_zc_bytes,
+			 (unsigned long long)c->stream.tx_bytes);
+	else
+		log_info("%s: closing: %s", tgt_conn_name(c), reason);
 	c->state = TGT_CONN_CLOSING;
 	loop_timer_cancel(c->loop, &c->tick);
 	loop_work_cancel(c->loop, &c->flush_work);
