@@ -8,10 +8,12 @@
  *   3 I/O queue live: phase 2 on a first connection, then ICReq and Connect (qid 1) on the
  *     fuzzed one
  * bit 2 asks for header digests, bit 3 for data digests in the fuzzed connection's ICReq,
- * bits 7:4 seed the write chunking. Invariants: every byte the target sends decodes as valid
- * controller-to-host PDUs with correct digests; after EOF every connection and controller is
- * freed within a bounded number of loop turns; nothing leaks (ASan).
- * Seeds: built with -DFUZZ_TGT_CONN_SEEDS as a program writing tests/fuzz/corpus/tgt_conn. */
+ * bits 7:4 seed the write chunking; bit 4 also turns on zero-copy Reads (--zero-copy-reads:
+ * Reads of 64 KiB or more without a data digest go through the stream's pipe). Invariants: every
+ * byte the target sends decodes as valid controller-to-host PDUs with correct digests; after EOF
+ * every connection and controller is freed within a bounded number of loop turns; nothing leaks
+ * (ASan). Seeds: built with -DFUZZ_TGT_CONN_SEEDS as a program writing tests/fuzz/corpus/tgt_conn.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,8 +290,8 @@ static bool fuzz_no_ctrls(void)
 	return none;
 }
 
-/* A new connection on the target; *peer gets the host end. */
-static void fuzz_open(struct fuzz_peer *peer)
+/* A new connection on the target; *peer gets the host end. zc: --zero-copy-reads. */
+static void fuzz_open(struct fuzz_peer *peer, bool zc)
 {
 	struct tgt_conn_opts o;
 	int sv[2];
@@ -298,6 +300,7 @@ static void fuzz_open(struct fuzz_peer *peer)
 	tgt_conn_opts_default(&o);
 	/* a peer that does not read is the harness's fault, not the target's: never time out */
 	o.tx_stall_ms = o.idle_timeout_ms = o.ic_timeout_ms = 3600 * 1000;
+	o.zero_copy_reads = zc;
 	FUZZ_ASSERT(tgt_conn_create(fuzz_th, fuzz_port, sv[0], &o, NULL) == 0);
 	fuzz_peer_init(peer, sv[1]);
 }
@@ -308,7 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tgt_conn_thread *ct;
 	struct fuzz_peer admin = {.fd = -1}, fz;
 	enum fuzz_phase phase;
-	bool hdgst, ddgst;
+	bool hdgst, ddgst, zc;
 	size_t off = 0;
 	uint32_t seed;
 
@@ -320,13 +323,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	phase = (enum fuzz_phase)(data[0] & 3);
 	hdgst = data[0] & 4;
 	ddgst = data[0] & 8;
+	zc = data[0] & 16;
 	seed = (uint32_t)(data[0] >> 4) * 2654435761u | 1;
 	data++;
 	size--;
 
 	/* Phase 3: a live admin queue on a first connection gives the CNTLID */
 	if (phase == FUZZ_PHASE_IO) {
-		fuzz_open(&admin);
+		fuzz_open(&admin, false);
 		memset(&pre.p, 0, sizeof(pre.p));
 		pre.len = 0;
 		fuzz_icreq(&pre, false, false);
@@ -335,7 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_send_all(&admin, pre.b, pre.len, 3);
 		FUZZ_ASSERT(admin.cntlid != 0 && !admin.term);
 	}
-	fuzz_open(&fz);
+	fuzz_open(&fz, zc);
 	memset(&pre.p, 0, sizeof(pre.p));
 	pre.len = 0;
 	if (phase != FUZZ_PHASE_RAW)
@@ -543,6 +547,15 @@ int main(int argc, char **argv)
 		seed_h2c(3, 2, 0, blk, 4096, true); /* TTAG 2: reads 2 still holds slot 0 */
 		seed_admin(4, NVME_IO_WRITE_ZEROES, 1, 100, 7, 0);
 		snprintf(name, sizeof(name), "io_r2t_dg%u", dg);
+		seed_write_file(dir, name);
+
+		/* I/O: Reads of 128 KiB and 64 KiB from the memory namespace; the odd chunk seed
+		 * sets bit 4, so without a data digest they go by reference (zero-copy) */
+		seed_begin(FUZZ_PHASE_IO, hd, dd, 13);
+		seed_rw(1, NVME_IO_READ, 0, 256, NULL, 131072, false);
+		seed_rw(2, NVME_IO_READ, 512, 128, NULL, 65536, false);
+		seed_rw(3, NVME_IO_READ, 1000, 8, NULL, 4096, false);
+		snprintf(name, sizeof(name), "io_large_reads_dg%u", dg);
 		seed_write_file(dir, name);
 
 		/* I/O: a host TermReq after a command */
