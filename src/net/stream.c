@@ -425,6 +425,30 @@ static void stream_tx_advance(struct stream *s, size_t n)
 	}
 }
 
+/* The unsent, non-empty parts of tx's iovecs before index end, into out (at most max).
+ * Returns the count; *all says whether every one fit. */
+static int stream_tx_unsent(const struct stream_tx *tx, int end, struct iovec *out, int max,
+			    bool *all)
+{
+	int cnt = 0;
+
+	*all = true;
+	for (int i = tx->iov_idx; i < end; i++) {
+		size_t off = i == tx->iov_idx ? tx->iov_off : 0;
+
+		if (tx->iov[i].iov_len == off)
+			continue;
+		if (cnt == max) {
+			*all = false;
+			break;
+		}
+		out[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
+		out[cnt].iov_len = tx->iov[i].iov_len - off;
+		cnt++;
+	}
+	return cnt;
+}
+
 /* Gather the unsent iovecs of the queue, at most max; *more tells if some were left out. */
 static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *more)
 {
@@ -434,14 +458,11 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 	*more = false;
 	for (struct stream_tx *tx = s->tx_head; tx; tx = tx->next) {
 		int end = tx->iovcnt;
+		bool all;
 
 		if (stream_tx_zc(s, tx)) {
 			/* its header, then stop: the payload goes through the pipe */
-			if (tx->iov_idx == 0 && cnt < max) {
-				iov[cnt].iov_base = (uint8_t *)tx->iov[0].iov_base + tx->iov_off;
-				iov[cnt].iov_len = tx->iov[0].iov_len - tx->iov_off;
-				cnt++;
-			}
+			cnt += stream_tx_unsent(tx, 1, iov + cnt, max - cnt, &all);
 			*more = true;
 			return cnt;
 		}
@@ -459,20 +480,8 @@ static int stream_tx_gather(struct stream *s, struct iovec *iov, int max, bool *
 			else
 				stream_tx_ddgst_prepare(tx);
 		}
-		for (int i = tx->iov_idx; i < end; i++) {
-			size_t off = i == tx->iov_idx ? tx->iov_off : 0;
-
-			if (tx->iov[i].iov_len == off)
-				continue;
-			if (cnt == max) {
-				*more = true;
-				return cnt;
-			}
-			iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
-			iov[cnt].iov_len = tx->iov[i].iov_len - off;
-			cnt++;
-		}
-		if (end < tx->iovcnt) {
+		cnt += stream_tx_unsent(tx, end, iov + cnt, max - cnt, &all);
+		if (!all || end < tx->iovcnt) {
 			*more = true;
 			return cnt;
 		}
@@ -508,18 +517,10 @@ static ssize_t stream_zc_drain(struct stream *s)
 static void stream_zc_fill(struct stream *s, struct stream_tx *tx)
 {
 	struct iovec iov[STREAM_TX_IOV_MAX];
-	int cnt = 0;
+	bool all;
+	int cnt = stream_tx_unsent(tx, tx->iovcnt, iov, STREAM_TX_IOV_MAX, &all);
 	ssize_t n;
 
-	for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
-		size_t off = i == tx->iov_idx ? tx->iov_off : 0;
-
-		if (tx->iov[i].iov_len == off)
-			continue;
-		iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
-		iov[cnt].iov_len = tx->iov[i].iov_len - off;
-		cnt++;
-	}
 	do {
 		n = cnt ? vmsplice(s->zc_pipe[1], iov, (unsigned long)cnt, SPLICE_F_NONBLOCK) : 0;
 	} while (n < 0 && errno == EINTR);
@@ -609,23 +610,51 @@ void stream_flush_early(struct stream *s, unsigned *turn_cmds, bool busy_poll, s
 
 /* ---- fatal errors ----------------------------------------------------------------------- */
 
-/* Write all of iov within a few short waits (max_waits of 100 ms each; 0: never wait, what
- * does not fit now is dropped). Returns 0 or -errno (-EAGAIN when it did not fit). */
+/* Room in the socket within max_waits x 100 ms from t0 (bounded: the connection is being torn
+ * down anyway). Returns 0 to try again, -EAGAIN if max_waits is 0 (never wait), or
+ * -ETIMEDOUT. */
+static int stream_wait_out(struct stream *s, const struct timespec *t0, int max_waits)
+{
+	struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+	struct timespec t;
+	long left;
+
+	if (max_waits == 0)
+		return -EAGAIN;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	left = max_waits * 100L -
+	       ((t.tv_sec - t0->tv_sec) * 1000L + (t.tv_nsec - t0->tv_nsec) / 1000000L);
+	if (left <= 0 || poll(&pfd, 1, (int)left) < 0)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+/* Write what the zero-copy pipe holds, then all of iov, then what the I/O layer buffers,
+ * within max_waits x 100 ms (0: never wait, what does not fit now is dropped; a payload can
+ * take many rounds through a small send buffer). Returns 0 or -errno (-EAGAIN when it did
+ * not fit). */
 static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt, int max_waits)
 {
-	int waits = 0;
+	struct timespec t0;
+	int r;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (s->zc_pipe_bytes > 0) {
+		ssize_t n = stream_zc_drain(s);
+
+		if (n > 0)
+			continue;
+		if (n != -EAGAIN)
+			return (int)n;
+		if ((r = stream_wait_out(s, &t0, max_waits)) < 0)
+			return r;
+	}
 	while (cnt > 0) {
 		ssize_t n = s->io->writev(s, iov, cnt, false);
 
 		if (n == -EAGAIN) {
-			struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-
-			if (max_waits == 0)
-				return -EAGAIN;
-			/* bounded: the connection is being torn down anyway */
-			if (++waits > max_waits || poll(&pfd, 1, 100) < 0)
-				return -ETIMEDOUT;
+			if ((r = stream_wait_out(s, &t0, max_waits)) < 0)
+				return r;
 			continue;
 		}
 		if (n < 0)
@@ -644,12 +673,11 @@ static int stream_write_bounded(struct stream *s, struct iovec *iov, int cnt, in
 	}
 	while (s->io->flush) {
 		int ret = s->io->flush(s);
-		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
 
-		if (ret != -EAGAIN || max_waits == 0)
+		if (ret != -EAGAIN)
 			return ret;
-		if (++waits > max_waits || poll(&pfd, 1, 100) < 0)
-			return -ETIMEDOUT;
+		if ((r = stream_wait_out(s, &t0, max_waits)) < 0)
+			return r;
 	}
 	return 0;
 }
@@ -667,41 +695,14 @@ static void stream_term_req(struct stream *s, int max_waits)
 	if (bad_len > sizeof(struct wire_ch) && bad_len > s->rx.hdr.ch.hlen)
 		bad_len = s->rx.hdr.ch.hlen;
 	size_t len = pdu_build_term_req(buf, s->term_type, &s->err, s->rx.hdr.raw, bad_len);
-	struct timespec t0, t;
 
-	/* payload bytes in the zero-copy pipe come next on the wire: they go first, within
-	 * max_waits x 100 ms (a payload can take many rounds through a small send buffer) */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (s->zc_pipe_bytes > 0) {
-		struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-		ssize_t n = stream_zc_drain(s);
-		long waited_ms;
-
-		if (n > 0)
-			continue;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		waited_ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-		if (n != -EAGAIN || waited_ms >= max_waits * 100L ||
-		    poll(&pfd, 1, (int)(max_waits * 100L - waited_ms)) < 0) {
-			log_warn(
-				"stream fd %d: TermReq (FES %02xh) not sent: %s", s->fd, s->err.fes,
-				n == -EAGAIN ? "socket full, peer not reading" : strerror((int)-n));
-			shutdown(s->fd, SHUT_WR);
-			return;
-		}
-	}
-
-	/* A tx cut in the middle must be finished first, or the TermReq would land inside
-	 * another PDU; whole tx still queued are simply not sent. */
+	/* A tx cut in the middle (and the zero-copy pipe before it) must be finished first, or
+	 * the TermReq would land inside another PDU; whole tx still queued are simply not sent. */
 	struct stream_tx *tx = s->tx_head;
 	if (tx && (tx->iov_idx > 0 || tx->iov_off > 0)) {
-		for (int i = tx->iov_idx; i < tx->iovcnt; i++) {
-			size_t off = i == tx->iov_idx ? tx->iov_off : 0;
+		bool all;
 
-			iov[cnt].iov_base = (uint8_t *)tx->iov[i].iov_base + off;
-			iov[cnt].iov_len = tx->iov[i].iov_len - off;
-			cnt++;
-		}
+		cnt = stream_tx_unsent(tx, tx->iovcnt, iov, STREAM_TX_IOV_MAX, &all);
 	}
 	iov[cnt].iov_base = buf;
 	iov[cnt].iov_len = len;
@@ -715,7 +716,7 @@ static void stream_term_req(struct stream *s, int max_waits)
 
 void stream_send_term_req(struct stream *s)
 {
-	/* at most ~300 ms (twice that with TLS records still to flush) */
+	/* at most ~300 ms */
 	stream_term_req(s, 3);
 }
 

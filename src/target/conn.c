@@ -111,9 +111,9 @@ struct tgt_conn {
 	uint64_t created_ms, last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes_seen;
 	bool fd_registered;
-	bool want_out;	 /* EPOLLOUT registered: the socket was full */
-	bool rx_paused;	 /* too much queued to send: not reading commands */
-	int8_t zc_reads; /* large lent Reads by reference: 0 not decided yet, 1 yes, -1 no */
+	bool want_out;	/* EPOLLOUT registered: the socket was full */
+	bool rx_paused; /* too much queued to send: not reading commands */
+	bool zc_tried;	/* stream_zc_enable was called (its result: stream.zc_on) */
 	uint8_t icresp[sizeof(struct wire_icresp)];
 	struct stream_tx icresp_tx;
 	struct list_head entry; /* in ct->conns */
@@ -347,31 +347,36 @@ static bool tgt_conn_zc_ready(struct tgt_conn *c)
 {
 	if (!c->opts.zero_copy_reads)
 		return false;
-	if (c->zc_reads == 0) {
+	if (!c->zc_tried) {
 		int r = stream_zc_enable(&c->stream);
 
-		c->zc_reads = r == 0 ? 1 : -1;
+		c->zc_tried = true;
 		if (r < 0 && r != -EOPNOTSUPP)
 			log_info("%s: zero-copy Reads off: %s", tgt_conn_name(c), strerror(-r));
 	}
-	return c->zc_reads > 0;
+	return c->stream.zc_on;
 }
 
-/* ddgst: tx is a C2HData PDU whose data digest the stream fills in (stream_queue_ddgst);
- * zc: its payload may go by reference (stream_queue_zc) */
-static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, bool ddgst, bool zc)
+/* How a tx is handed to the stream */
+enum tgt_tx_kind {
+	TGT_TX_COPY,  /* stream_queue */
+	TGT_TX_DDGST, /* a C2HData whose data digest the stream fills in (stream_queue_ddgst) */
+	TGT_TX_ZC,    /* a C2HData whose payload goes by reference (stream_queue_zc) */
+};
+
+static void tgt_creq_queue(struct tgt_creq *r, struct stream_tx *tx, enum tgt_tx_kind kind)
 {
 	struct tgt_conn *c = r->conn;
 
 	tx->done = tgt_creq_tx_done;
 	tx->ctx = r;
 	r->tx_pending++;
-	if (zc)
+	if (kind == TGT_TX_ZC)
 		stream_queue_zc(&c->stream, tx);
-	else if (ddgst && r->req.iov == &r->req.lent_iov)
+	else if (kind == TGT_TX_DDGST && r->req.iov == &r->req.lent_iov)
 		/* a memory namespace's own bytes: its cached block CRCs (one event loop) */
 		stream_queue_ddgst(&c->stream, tx, tgt_creq_crc_lent, r->req.ns->backend);
-	else if (ddgst)
+	else if (kind == TGT_TX_DDGST)
 		stream_queue_ddgst(&c->stream, tx, NULL, NULL);
 	else
 		stream_queue(&c->stream, tx);
@@ -470,7 +475,7 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	tx->iovcnt = 1;
 	log_debug("%s: R2T cid %u ttag %u r2tl %u", tgt_conn_name(c), le16_get(r->req.sqe.cid),
 		  r->ttag, r->req.data_len);
-	tgt_creq_queue(r, tx, false, false);
+	tgt_creq_queue(r, tx, TGT_TX_COPY);
 }
 
 /* Queue C2HData PDUs carrying the whole buffer; returns true if the last one carries SUCCESS
@@ -510,9 +515,13 @@ static bool tgt_creq_send_data(struct tgt_creq *r)
 		}
 		log_debug("%s: C2HData cid %u datao %u datal %u%s%s", tgt_conn_name(c), cid, off,
 			  datal, last ? " last" : "", last && success ? " success" : "");
-		tgt_creq_queue(r, tx, c->params.ddgst,
-			       !c->params.ddgst && r->req.iov == &r->req.lent_iov &&
-				       datal >= TGT_CONN_ZC_MIN && tgt_conn_zc_ready(c));
+		if (c->params.ddgst)
+			tgt_creq_queue(r, tx, TGT_TX_DDGST);
+		else if (r->req.iov == &r->req.lent_iov && datal >= TGT_CONN_ZC_MIN &&
+			 tgt_conn_zc_ready(c))
+			tgt_creq_queue(r, tx, TGT_TX_ZC);
+		else
+			tgt_creq_queue(r, tx, TGT_TX_COPY);
 	}
 	return success;
 }
@@ -542,7 +551,7 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 	tx->iovcnt = 1;
 	log_debug("%s: CapsuleResp cid %u status %#x", tgt_conn_name(c), le16_get(req->cqe.cid),
 		  le16_get(req->cqe.status));
-	tgt_creq_queue(r, tx, false, false);
+	tgt_creq_queue(r, tx, TGT_TX_COPY);
 }
 
 /* ---- command flow ----------------------------------------------------------------------- */
