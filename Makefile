@@ -2,7 +2,9 @@
 #   make run     build nvtcpd and run it on the built-in default (memory namespace, 127.0.0.1:4420)
 #   make test    build (plain and ASan+UBSan) and run every test, kernel interop included
 #   make check   unit, vector, integration and fuzz-replay suites only (no kernel interop)
-#   make bench   build optimised and run the benchmarks in bench/
+#   make bench   build optimised and run the benchmarks in bench/: the protocol micro-benchmark,
+#                then bench/loopback.sh as docs/BENCHMARKS.md quotes it (about 25 minutes;
+#                BENCH_ARGS="-t 3 -r 1" for a short run, any loopback.sh option goes there)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
@@ -26,8 +28,10 @@ test: deps
 check: deps
 	NVTCP_SKIP_INTEROP=1 bash tests/run.sh
 
+BENCH_ARGS ?=
 bench: all
-	bash bench/run.sh
+	./$(BUILD)/bench/bench_proto 1
+	bash bench/loopback.sh -b $(BUILD) -t 10 -r 3 -P 4 $(BENCH_ARGS)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
