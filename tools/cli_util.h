@@ -67,7 +67,8 @@ enum cli_opt {
 	"Transport options:\n"                                                                     \
 	"  -a, --traddr ADDR     target address (IPv4, IPv6 or host name); required\n"             \
 	"  -s, --trsvcid PORT    target TCP port (default 4420)\n"                                 \
-	"  -n, --nqn NQN         subsystem NQN (default: the discovery NQN)\n"                     \
+	"  -n, --nqn NQN         subsystem NQN (required by read, write and perf; discover and\n"  \
+	"                        identify default to the discovery NQN)\n"                         \
 	"      --hostnqn NQN     host NQN (default: /etc/nvme/hostnqn, else generated once and\n"  \
 	"                        kept in ~/.config/nvtcp/hostnqn)\n"                               \
 	"      --hdr-digest      ask for CRC32C header digests\n"                                  \

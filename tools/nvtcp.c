@@ -69,7 +69,7 @@ static void usage_rw(const char *cmd)
 
 	printf("NAME\n  nvtcp %s - %s logical blocks\n\n"
 	       "SYNOPSIS\n  nvtcp %s -a ADDR -n NQN --start-block SLBA --block-count N [--nsid N]\n"
-	       "             [--data FILE|-] [--fua] ...\n\n"
+	       "             [--data FILE|-]%s ...\n\n"
 	       "DESCRIPTION\n"
 	       "  %s\n"
 	       "  The transfer is split at the controller's maximum transfer size.\n\n%s"
@@ -78,7 +78,7 @@ static void usage_rw(const char *cmd)
 	       "  -c, --block-count N   number of logical blocks (default 1)\n"
 	       "  -d, --data FILE       %s (default '-': %s)\n"
 	       "%s",
-	       cmd, rd ? "read" : "write", cmd,
+	       cmd, rd ? "read" : "write", cmd, rd ? "" : " [--fua]",
 	       rd ? "Reads N blocks starting at SLBA and writes them to FILE or stdout."
 		  : "Writes N blocks starting at SLBA from FILE or stdin; the input must hold\n"
 		    "  exactly N * block size bytes.",
@@ -447,8 +447,13 @@ static int cmd_rw(int argc, char **argv, bool is_write)
 			data = optarg;
 			break;
 		case 'F':
+			if (!is_write)
+				cli_die(cmd, "--fua is only supported by write");
 			flags |= NVTCP_IO_FUA;
 			break;
+		case CLI_OPT_JSON:
+			cli_die(cmd, "--json is for discover, identify and perf; %s moves raw data",
+				cmd);
 		default:
 			if (!cli_transport_opt(opt, optarg, &o, NULL))
 				cli_die(cmd, "unknown option; see 'nvtcp %s --help'", cmd);

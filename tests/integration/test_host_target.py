@@ -207,6 +207,18 @@ def t_err_range(port):
         check("connection refused" not in err, "%s: connected first: %r" % (args, err))
 
 
+def t_err_opts(port):
+    """Options a command parses but cannot honour are refused before connecting, not
+    ignored: read has no FUA (nvtcp_read takes no flags), read and write print no JSON."""
+    for args, msg in [
+            (["read", "--fua"], "--fua is only supported by write"),
+            (["read", "--json"], "--json is for discover, identify and perf; read moves"),
+            (["write", "--json"], "--json is for discover, identify and perf; write moves")]:
+        rc, _, err = nvtcp(args, port, MEM0, stdin=b"", check_rc=False)
+        check(rc == 1 and msg in err, "%s: rc %d, %r" % (" ".join(args), rc, err))
+        check("connection refused" not in err, "%s: connected first: %r" % (args, err))
+
+
 def t_4k_ns(port):
     _, out, _ = nvtcp(["identify", "-N", "2", "--json"], port, FILE0)
     n = json.loads(out)["namespace"]
@@ -502,6 +514,7 @@ def main():
         case("LBA out of range: readable NVMe status", t_err_lba, port)
         case("out-of-range numbers refused by option name, before connecting", t_err_range,
              free_port())
+        case("read --fua, read/write --json refused, not ignored", t_err_opts, free_port())
     finally:
         rc = tgt.stop()
     case("nvtcpd (default config) exits 0 on SIGTERM, no sanitizer report",
