@@ -146,6 +146,18 @@ NVTCP_EXPORT uint32_t nvtcp_backend_block_size(const struct nvtcp_backend *be)
 	return be->block_size;
 }
 
+NVTCP_EXPORT int nvtcp_backend_usage(struct nvtcp_backend *be, uint64_t *bytes)
+{
+	int r;
+
+	if (!be->ops->usage)
+		return -EOPNOTSUPP;
+	r = be->ops->usage(be, bytes);
+	if (r == 0 && *bytes > be->size)
+		*bytes = be->size; /* a file's blocks include metadata and preallocation */
+	return r;
+}
+
 NVTCP_EXPORT bool nvtcp_backend_has_volatile_cache(const struct nvtcp_backend *be)
 {
 	return be->volatile_cache;

@@ -31,6 +31,8 @@ struct backend_ops {
 	void (*channel_drain)(struct nvtcp_backend_channel *ch);
 	/* nvtcp_backend_write_place after the common checks; NULL: not supported. */
 	void *(*write_place)(struct nvtcp_backend *be, uint64_t offset, uint64_t length);
+	/* nvtcp_backend_usage; NULL: cannot tell (-EOPNOTSUPP) */
+	int (*usage)(struct nvtcp_backend *be, uint64_t *bytes);
 	/* nvtcp_backend_crc_update; NULL: the bytes are CRC'd */
 	uint32_t (*crc_update)(struct nvtcp_backend *be, uint32_t crc, const void *p, size_t len);
 };
@@ -96,6 +98,12 @@ void uring_channel_close(struct nvtcp_backend_channel *ch);
 int uring_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio);
 int uring_channel_poll(struct nvtcp_backend_channel *ch);
 void uring_channel_drain(struct nvtcp_backend_channel *ch);
+/* A regular file's allocated blocks (file backend's usage op). */
+int uring_backend_usage(struct nvtcp_backend *be, uint64_t *bytes);
+
+/* Whether block device major:minor has a volatile write cache (sysfs queue/write_cache;
+ * true when unknown). */
+bool uring_blockdev_cache_volatile(unsigned major, unsigned minor);
 
 /* Channel depth: bios beyond it wait in a FIFO inside the channel (no -EBUSY). */
 #define URING_DEPTH 256

@@ -2,7 +2,8 @@
  * BLKGETSIZE64, the default block size from BLKSSZGET; unaligned buffers go through per-slot
  * bounce buffers. DISCARD is fallocate(PUNCH_HOLE) (the kernel's zeroing unmap, so reads after
  * it return zeroes, unlike BLKDISCARD), falling back to ZERO_RANGE; both run asynchronously in
- * the ring. The device's cache is assumed volatile: FLUSH is cheap if it has none.
+ * the ring. The device's write cache is volatile unless sysfs says "write through" (then
+ * Identify reports no volatile write cache and the host sends no Flush).
  * Layer: backend. */
 #include "backend_impl.h"
 

@@ -18,4 +18,5 @@ const struct backend_ops backend_file_ops = {
 	.submit = uring_submit,
 	.channel_poll = uring_channel_poll,
 	.channel_drain = uring_channel_drain,
+	.usage = uring_backend_usage,
 };

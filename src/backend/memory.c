@@ -5,6 +5,7 @@
  * never interfere; overlapping bios in flight at once may interleave their bytes, which NVMe
  * allows (it gives no ordering between concurrent commands). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -250,6 +251,55 @@ static int mem_submit(struct nvtcp_backend_channel *ch, struct nvtcp_bio *bio)
 	return 0;
 }
 
+/* /proc/self/pagemap, one 64-bit entry per page: present (bit 63) or swapped (bit 62) pages
+ * that are ours. Reads of never-written space map the shared zero page, which must not count:
+ * the huge one has bit 61 ("file page or shared-anon") set, the 4 KiB one lacks bit 56
+ * ("exclusively mapped"), which every page of ours has as nvtcpd never forks. */
+#define MEM_PM_PRESENT	 (1ull << 63)
+#define MEM_PM_SWAPPED	 (1ull << 62)
+#define MEM_PM_FILE	 (1ull << 61)
+#define MEM_PM_EXCLUSIVE (1ull << 56)
+#define MEM_PM_BATCH	 4096 /* entries per pread: 16 MiB of namespace per 32 KiB read */
+
+static int mem_usage(struct nvtcp_backend *be, uint64_t *bytes)
+{
+	struct mem_backend *mb = container_of(be, struct mem_backend, base);
+	size_t pages = (be->size + mb->page_size - 1) / mb->page_size, used = 0;
+	uint64_t *ent = malloc(MEM_PM_BATCH * sizeof(*ent));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0 || !ent) {
+		ret = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < pages;) {
+		size_t n = MIN(pages - i, (size_t)MEM_PM_BATCH);
+		off_t at = (off_t)(((uintptr_t)mb->data / mb->page_size + i) * sizeof(*ent));
+		ssize_t got = pread(fd, ent, n * sizeof(*ent), at);
+
+		if (got <= 0 || got % (ssize_t)sizeof(*ent)) {
+			ret = got < 0 ? -errno : -EIO;
+			goto out;
+		}
+		n = (size_t)got / sizeof(*ent);
+		for (size_t k = 0; k < n; k++) {
+			uint64_t e = ent[k];
+
+			if (e & MEM_PM_FILE)
+				continue;
+			used += (e & MEM_PM_SWAPPED) ||
+				((e & MEM_PM_PRESENT) && (e & MEM_PM_EXCLUSIVE));
+		}
+		i += n;
+	}
+	*bytes = (uint64_t)used * mb->page_size;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(ent);
+	return ret;
+}
+
 static void *mem_write_place(struct nvtcp_backend *be, uint64_t offset, uint64_t length)
 {
 	struct mem_backend *mb = container_of(be, struct mem_backend, base);
@@ -265,5 +315,6 @@ const struct backend_ops backend_memory_ops = {
 	.channel_close = mem_channel_close,
 	.submit = mem_submit,
 	.write_place = mem_write_place,
+	.usage = mem_usage,
 	.crc_update = mem_crc_update,
 };

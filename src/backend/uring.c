@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "backend_impl.h"
@@ -91,6 +92,32 @@ static void uring_dio_align(struct uring_backend *ub, uint32_t logical)
 	}
 }
 
+/* Whether the block device rdev has a volatile write cache: the kernel's queue/write_cache
+ * says "write back" (a cache that a flush must empty) or "write through" (none). A partition
+ * has no queue directory of its own; its disk's is one level up. Unknown: volatile, the side
+ * on which FUA and Flush are never skipped. */
+bool uring_blockdev_cache_volatile(unsigned major, unsigned minor)
+{
+	static const char *const fmt[] = {"/sys/dev/block/%u:%u/queue/write_cache",
+					  "/sys/dev/block/%u:%u/../queue/write_cache"};
+	char path[96], text[32];
+
+	for (size_t i = 0; i < ARRAY_SIZE(fmt); i++) {
+		FILE *f;
+		bool ok;
+
+		snprintf(path, sizeof(path), fmt[i], major, minor);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		ok = fgets(text, sizeof(text), f) != NULL;
+		fclose(f);
+		if (ok)
+			return strncmp(text, "write through", 13) != 0;
+	}
+	return true;
+}
+
 /* Work out size and block size from the open fd. */
 static int uring_size_up(struct uring_backend *ub, const struct nvtcp_backend_conf *conf,
 			 unsigned flags, char *err, size_t errlen)
@@ -117,6 +144,8 @@ static int uring_size_up(struct uring_backend *ub, const struct nvtcp_backend_co
 			return ret;
 		}
 		logical = (uint32_t)ssz;
+		ub->base.volatile_cache =
+			uring_blockdev_cache_volatile(major(st.st_rdev), minor(st.st_rdev));
 	} else if (S_ISREG(st.st_mode)) {
 		if (conf->type == NVTCP_BACKEND_BLOCK && !(flags & URING_OPEN_ANY_FILE)) {
 			errbuf_set(err, errlen, "%s is not a block device: use type \"file\"",
@@ -170,7 +199,17 @@ static int uring_size_up(struct uring_backend *ub, const struct nvtcp_backend_co
 	}
 	ub->base.size = size;
 	ub->base.block_size = bs;
-	ub->base.volatile_cache = true;
+	return 0;
+}
+
+int uring_backend_usage(struct nvtcp_backend *be, uint64_t *bytes)
+{
+	struct uring_backend *ub = container_of(be, struct uring_backend, base);
+	struct stat st;
+
+	if (fstat(ub->fd, &st) < 0)
+		return -errno;
+	*bytes = (uint64_t)st.st_blocks * 512; /* st_blocks counts 512-byte units, always */
 	return 0;
 }
 
@@ -189,6 +228,7 @@ int uring_backend_open(const struct nvtcp_backend_conf *conf, unsigned flags,
 	if (!ub)
 		return -ENOMEM;
 	ub->direct = flags & URING_OPEN_DIRECT;
+	ub->base.volatile_cache = true; /* a file's page cache; a block device's: see size_up */
 	snprintf(ub->path, sizeof(ub->path), "%s", conf->path);
 	oflags = O_CLOEXEC | (conf->readonly ? O_RDONLY : O_RDWR);
 	if (conf->type == NVTCP_BACKEND_FILE && !conf->readonly)

@@ -69,6 +69,8 @@ void tgt_admin_identify_ctrl(struct tgt_req *req)
 	id->cntrltype = disc ? NVME_CNTRLTYPE_DISCOVERY : NVME_CNTRLTYPE_IO;
 	id->acl = 3;
 	id->aerl = TGT_AERL;
+	/* The firmware slot log's one slot: number of slots 1 (bits 3:1), slot 1 read-only. */
+	id->frmw = disc ? 0 : 1u << 1 | 1u << 0;
 	id->lpa = NVME_LPA_EXTENDED_DATA | (disc ? 0 : 1u << 0); /* per-namespace SMART */
 	id->elpe = TGT_ERR_LOG_ENTRIES - 1;
 	le16_put(id->kas, 10); /* 100 ms units: the timer is checked with 1 s granularity */
@@ -115,10 +117,20 @@ static void admin_identify_ns(struct tgt_req *req)
 	if (ns) {
 		uint32_t per4k = ns->block_size < 4096 ? 4096 / ns->block_size - 1 : 0;
 
+		uint64_t used;
+
 		le64_put(id->nsze, ns->nblocks);
 		le64_put(id->ncap, ns->nblocks);
-		le64_put(id->nuse, ns->nblocks);
-		id->nsfeat = NVME_NSFEAT_THIN | 1u << 4; /* thin; NPWG..NOWS valid */
+		id->nsfeat = 1u << 4; /* NPWG..NOWS valid */
+		/* Thin provisioning where the backend can tell what its data occupies (memory,
+		 * file): NUSE in blocks, rounded up; otherwise all of it is in use. */
+		if (ns->backend && nvtcp_backend_usage(ns->backend, &used) == 0) {
+			id->nsfeat |= NVME_NSFEAT_THIN;
+			le64_put(id->nuse,
+				 MIN(ns->nblocks, (used + ns->block_size - 1) / ns->block_size));
+		} else {
+			le64_put(id->nuse, ns->nblocks);
+		}
 		id->nlbaf = 0;
 		id->flbas = 0;
 		id->nmic = 1; /* may be attached to several controllers */

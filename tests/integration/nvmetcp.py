@@ -785,7 +785,7 @@ def idctrl_fields(d):
         "mdts": d[77], "cntlid": struct.unpack_from("<H", d, 78)[0],
         "ver": struct.unpack_from("<I", d, 80)[0],
         "oaes": struct.unpack_from("<I", d, 92)[0],
-        "cntrltype": d[111], "aerl": d[259], "lpa": d[261], "elpe": d[262],
+        "cntrltype": d[111], "aerl": d[259], "frmw": d[260], "lpa": d[261], "elpe": d[262],
         "kas": struct.unpack_from("<H", d, 320)[0],
         "sqes": d[512], "cqes": d[513], "maxcmd": struct.unpack_from("<H", d, 514)[0],
         "nn": struct.unpack_from("<I", d, 516)[0], "oncs": struct.unpack_from("<H", d, 520)[0],

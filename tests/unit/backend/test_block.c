@@ -175,6 +175,21 @@ static int loop_attach(const char *file, char *dev, size_t devlen)
 	return strncmp(dev, "/dev/loop", 9) ? -1 : 0;
 }
 
+/* Write mode ("write back" / "write through") into dev's sysfs queue/write_cache. */
+static int set_write_cache(const char *dev, const char *mode)
+{
+	char p[128];
+	FILE *f;
+	int ok;
+
+	snprintf(p, sizeof(p), "/sys/block/%s/queue/write_cache", dev + 5); /* past "/dev/" */
+	f = fopen(p, "we");
+	if (!f)
+		return -1;
+	ok = fputs(mode, f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static void test_loop_device(void)
 {
 	struct nvtcp_backend_conf conf = {.type = NVTCP_BACKEND_BLOCK};
@@ -198,12 +213,28 @@ static void test_loop_device(void)
 		TAP_CHECK(has_odirect_fd(dev));
 		TAP_CHECK_EQ(nvtcp_backend_size(be), SIZE);
 		TAP_CHECK_EQ(nvtcp_backend_block_size(be), 512); /* BLKSSZGET of a loop device */
-		TAP_CHECK(nvtcp_backend_has_volatile_cache(be));
+		TAP_CHECK(nvtcp_backend_has_volatile_cache(be)); /* a loop device: write back */
 		check_block_io(be, dev);
 		nvtcp_backend_close(be);
 		be = NULL;
 	} else {
 		printf("# %s\n", err);
+	}
+	/* the device's cache as sysfs reports it: no volatile cache once it writes through */
+	if (set_write_cache(dev, "write through") == 0) {
+		TAP_CHECK_EQ(nvtcp_backend_open(&conf, &be, err, sizeof(err)), 0);
+		if (be)
+			TAP_CHECK(!nvtcp_backend_has_volatile_cache(be));
+		nvtcp_backend_close(be);
+		be = NULL;
+		TAP_CHECK_EQ(set_write_cache(dev, "write back"), 0);
+		TAP_CHECK_EQ(nvtcp_backend_open(&conf, &be, err, sizeof(err)), 0);
+		if (be)
+			TAP_CHECK(nvtcp_backend_has_volatile_cache(be));
+		nvtcp_backend_close(be);
+		be = NULL;
+	} else {
+		TAP_CHECK(!"cannot set the loop device's queue/write_cache");
 	}
 	/* size limits, block size, and the type must match the node */
 	conf.size = SIZE + 4096;

@@ -179,6 +179,42 @@ out:
 	nvtcp_backend_close(be);
 }
 
+/* nvtcp_backend_usage: what the namespace's data occupies, not what was read or discarded. */
+static void test_usage(void)
+{
+	const uint64_t size = 64ull << 20, mib = 1 << 20, huge = 2 * mib;
+	struct nvtcp_backend *be = open_mem(size, 512);
+	struct nvtcp_backend_channel *ch = NULL;
+	static char buf[1 << 20];
+	uint64_t used = ~0ull;
+
+	TAP_CHECK(be != NULL);
+	if (!be)
+		return;
+	TAP_CHECK_EQ(nvtcp_backend_channel_open(be, &ch), 0);
+	TAP_CHECK_EQ(nvtcp_backend_usage(be, &used), 0);
+	TAP_CHECK_EQ(used, 0);
+	/* reads of never-written space map the zero page: still nothing used */
+	for (uint64_t off = 0; off < size; off += 4 * mib)
+		TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_READ, off, buf, sizeof(buf)), 0);
+	TAP_CHECK_EQ(nvtcp_backend_usage(be, &used), 0);
+	TAP_CHECK_EQ(used, 0);
+	/* 1 MiB written at 8 MiB and 4 KiB at 32 MiB + 4 KiB: that much, up to one huge page
+	 * each where the kernel gives huge pages */
+	memset(buf, 0x5a, sizeof(buf));
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE, 8 * mib, buf, mib), 0);
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE, 32 * mib + 4096, buf, 4096), 0);
+	TAP_CHECK_EQ(nvtcp_backend_usage(be, &used), 0);
+	printf("# used after writing 1 MiB + 4 KiB: %llu KiB\n", (unsigned long long)used >> 10);
+	TAP_CHECK(used >= mib + 4096 && used <= 2 * huge);
+	/* discarded: freed again */
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_DISCARD, 0, NULL, size), 0);
+	TAP_CHECK_EQ(nvtcp_backend_usage(be, &used), 0);
+	TAP_CHECK_EQ(used, 0);
+	nvtcp_backend_channel_close(ch);
+	nvtcp_backend_close(be);
+}
+
 /* Complete a WRITE whose data the caller already put in place; iov_base is what the bio's iovec
  * says (the backend must not copy from it). Returns like bt_submit. */
 static int write_in_place(struct nvtcp_backend_channel *ch, uint64_t off, void *iov_base,
@@ -398,6 +434,7 @@ int main(void)
 	TAP_RUN(test_write_zeroes);
 	TAP_RUN(test_discard);
 	TAP_RUN(test_discard_releases_memory);
+	TAP_RUN(test_usage);
 	TAP_RUN(test_write_place);
 	TAP_RUN(test_crc_cache);
 	TAP_RUN(test_threads_disjoint_ranges);

@@ -361,6 +361,7 @@ static void test_identify(void)
 	TAP_CHECK_EQ(ic->msdbd, 1);
 	TAP_CHECK_EQ(ic->cntrltype, NVME_CNTRLTYPE_IO);
 	TAP_CHECK_EQ(ic->aerl, TGT_AERL);
+	TAP_CHECK_EQ(ic->frmw, 0x3); /* as the firmware slot log: one slot, read-only */
 	TAP_CHECK_EQ(ic->elpe, TGT_ERR_LOG_ENTRIES - 1);
 	TAP_CHECK_EQ(le16_get(ic->kas), 10);
 	TAP_CHECK_EQ(le16_get(ic->maxcmd), TGT_MAX_QUEUE_DEPTH);
