@@ -96,6 +96,7 @@ struct tgt_conn {
 	unsigned nr_busy;	 /* slots not free */
 	uint64_t transitions;	 /* request state changes (statistics) */
 	struct tgt_creq *rx_req; /* request whose data the PDU being received carries */
+	uint8_t *incap_skip; /* where bytes before an in-capsule offset land; made on first use */
 
 	/* R2T flow control */
 	uint32_t maxr2t;     /* R2Ts we may have outstanding: ICReq MAXR2T + 1 */
@@ -633,6 +634,32 @@ static int tgt_conn_place(struct tgt_conn *c, struct tgt_creq *r, uint32_t off, 
 	return 0;
 }
 
+/* In-capsule data that starts at an offset (SGL Offset subtype with a non-zero address): the
+ * bytes before it land in the connection's scratch buffer (allocated the first time a host
+ * does this; Linux and SPDK hosts never do), then r's data as usual. */
+#define TGT_CONN_SKIP_MAX MAX(TGT_INCAPSULE_IO, TGT_INCAPSULE_ADMIN)
+static int tgt_conn_place_incap(struct tgt_conn *c, struct tgt_creq *r)
+{
+	uint32_t off = r->req.incap_off, len = r->req.data_len;
+	struct iovec dst[PDU_RX_DST_MAX];
+	int n;
+
+	if (off == 0)
+		return tgt_conn_place(c, r, 0, len);
+	if (off > TGT_CONN_SKIP_MAX)
+		return -1;
+	if (!c->incap_skip && !(c->incap_skip = malloc(TGT_CONN_SKIP_MAX)))
+		return -1;
+	dst[0].iov_base = c->incap_skip;
+	dst[0].iov_len = off;
+	n = tgt_creq_slice(r, 0, len, dst + 1, PDU_RX_DST_MAX - 1);
+	if (n <= 0 || pdu_rx_set_dst(&c->stream.rx, dst, n + 1) < 0)
+		return -1;
+	if (r->req.bio.in_place)
+		pdu_rx_set_dst_cold(&c->stream.rx);
+	return 0;
+}
+
 static int tgt_conn_capsule_header(struct tgt_conn *c)
 {
 	const union wire_pdu *hdr = &c->stream.rx.hdr;
@@ -668,7 +695,7 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 		r->xport_dnr = true;
 	} else if (tgt_req_init(&r->req) < 0) {
 		r->init_failed = true;
-	} else if (r->req.incapsule ? r->req.data_len != incap : incap != 0) {
+	} else if (r->req.incapsule ? r->req.incap_off + r->req.data_len != incap : incap != 0) {
 		tgt_creq_set_xport_status(r, NVME_SC_SGL_INVALID_DATA, true);
 	} else if (r->req.data_len > 0 && !r->req.iov) {
 		/* (a Write that lands in the namespace itself already has req.iov) */
@@ -688,7 +715,7 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 	if (incap == 0)
 		return 0;
 	if (r->req.iov && !r->xport_status && !r->init_failed) {
-		if (tgt_conn_place(c, r, 0, incap) == 0)
+		if (tgt_conn_place_incap(c, r) == 0)
 			return 0;
 		tgt_creq_set_xport_status(r, NVME_SC_INTERNAL, false);
 	}
@@ -711,7 +738,7 @@ static void tgt_conn_capsule_done(struct tgt_conn *c)
 		tgt_creq_set_xport_status(r, NVME_SC_TRANSIENT_TRANSPORT, false);
 	}
 	if (r->req.incapsule)
-		r->h2c_done = c->stream.rx.data_len;
+		r->h2c_done = r->req.data_len;
 	tgt_creq_dispatch(r);
 }
 
@@ -945,6 +972,7 @@ static void tgt_conn_free(struct tgt_conn *c)
 		tgt_creq_release_buf(c->slots[i]);
 	for (unsigned i = 0; i < c->nr_blocks; i++)
 		free(c->blocks[i]);
+	free(c->incap_skip);
 	list_del(&c->entry);
 	ct->nr_conns--;
 	if (ct->live_conns)

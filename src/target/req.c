@@ -28,17 +28,21 @@ uint16_t tgt_req_parse_sgl(struct tgt_req *req, uint32_t incapsule_len, uint32_t
 	memset(&req->cqe, 0, sizeof(req->cqe));
 	req->data_len = 0;
 	req->incapsule = false;
+	req->incap_off = 0;
 	/* No data: Linux nvmet ignores a zero-length SGL whatever its type, and some hosts send
 	 * all zeroes for commands without data (Keep Alive, Flush). */
 	if (len == 0 && incapsule_len == 0)
 		return 0;
 	switch (sgl->type) {
 	case WIRE_SGL_TYPE_DATA_BLOCK_OFFSET:
-		if (addr != 0)
+		/* The address is where the data starts within the in-capsule data (SGLS bit 20);
+		 * the capsule carries exactly up to its end, within what IOCCSZ allows. */
+		if (addr >= max_incapsule || (addr != 0 && addr >= incapsule_len))
 			return TGT_GENERIC(NVME_SC_SGL_INVALID_OFFSET);
-		if (len != incapsule_len || len > max_incapsule)
+		if (addr + len != incapsule_len || len > max_incapsule - addr)
 			return TGT_GENERIC(NVME_SC_SGL_INVALID_DATA);
 		req->data_len = len;
+		req->incap_off = (uint32_t)addr;
 		req->incapsule = true;
 		return 0;
 	case WIRE_SGL_TYPE_TRANSPORT_DATA:

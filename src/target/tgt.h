@@ -96,6 +96,8 @@ struct tgt_req {
 	struct tgt_queue *queue;
 	uint32_t data_len;  /* SGL length: bytes to transfer */
 	bool incapsule;	    /* data comes in the CapsuleCmd */
+	uint32_t incap_off; /* in-capsule: where the data starts in the capsule's data (SGL
+			     * Offset subtype address; bytes before it are ignored) */
 	enum tgt_xfer xfer; /* set by tgt_req_init */
 	struct iovec *iov;  /* data buffer, req->data_len bytes, owned by the transport */
 	int iovcnt;
@@ -122,8 +124,9 @@ struct tgt_req {
 
 /* ---- core API used by the transport ----------------------------------------------------- */
 
-/* Parse the SQE's SGL1 for NVMe/TCP: in-capsule (type 01h, offset 0) or transport data block
- * (5Ah, address 0); sets req->data_len and req->incapsule. incapsule_len is how many data bytes
+/* Parse the SQE's SGL1 for NVMe/TCP: in-capsule (type 01h; the address is the offset of the
+ * data within the capsule's, which must end with it) or transport data block (5Ah, address 0);
+ * sets req->data_len, req->incapsule, req->incap_off. incapsule_len is how many data bytes
  * the CapsuleCmd actually carries; max_incapsule the queue's limit. Returns 0, or an NVMe
  * status (NVME_STATUS(...)) for a bad SGL (the command fails, the connection lives). */
 uint16_t tgt_req_parse_sgl(struct tgt_req *req, uint32_t incapsule_len, uint32_t max_incapsule);

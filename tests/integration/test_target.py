@@ -484,6 +484,35 @@ def t_log_pages():
     return f"smart {s0} -> {s1}"
 
 
+def t_nuse():
+    """Thin provisioning on a memory namespace: NUSE counts the blocks its data occupies (up
+    to a 2 MiB huge page per written spot), grows with a write to deallocated space and
+    shrinks when that space is deallocated again."""
+    h, a, q = ctrl_io()
+
+    def nuse():
+        cmd = a.identify(N.CNS_NS, nsid=1)
+        expect_ok(cmd, "Identify Namespace")
+        ns = N.idns_fields(cmd.data)
+        check(ns["nsfeat"] & 1, f"NSFEAT {ns['nsfeat']:#x}: thin provisioning not claimed")
+        check(ns["nuse"] <= ns["nsze"], f"NUSE {ns['nuse']} > NSZE {ns['nsze']}")
+        return ns["nuse"]
+
+    span = 4 << 20  # the namespace's last 4 MiB, 2 MiB aligned
+    slba, nlb = (MEM0_SIZE - span) // BS, span // BS
+    expect_ok(q.dsm(1, [(slba, nlb)]), "deallocate the last 4 MiB")
+    before = nuse()
+    expect_ok(q.write(1, slba + 8, rnd(4096)), "4 KiB write into deallocated space")
+    grown = nuse()
+    check(8 <= grown - before <= (2 << 20) // BS,
+          f"NUSE {before} -> {grown} after a 4 KiB write (8 to 4096 blocks more expected)")
+    expect_ok(q.dsm(1, [(slba, nlb)]), "deallocate it again")
+    check(nuse() == before, f"NUSE {grown} -> {nuse()} after the deallocate, was {before}")
+    check(N.idctrl_fields(a.idctrl)["frmw"] == 0x3,
+          "FRMW %#x: one read-only slot expected (as the firmware slot log says)"
+          % N.idctrl_fields(a.idctrl)["frmw"])
+
+
 def t_fw_slot_log():
     # Firmware Slot Information is a mandatory log page (NVMe base spec, log page table).
     c = admin()
@@ -956,6 +985,33 @@ def t_incapsule_too_big():
     expect_fatal(a2, N.FES_INVALID_HEADER, 4, f"{big} B in-capsule on the admin queue")
 
 
+def t_incapsule_offset():
+    """In-capsule data at an offset (SGL Offset subtype with a non-zero address, SGLS bit 20):
+    the bytes before it are ignored, the rest is the data; an offset the capsule does not
+    carry is SGL Offset Invalid, a length that does not end the capsule SGL Data Block Length
+    Invalid, and the queue lives on."""
+    for ddgst in (False, True):
+        h, a, q = ctrl_io(ddgst=ddgst)
+        # 4 KiB lands in the memory namespace itself, 8 KiB through a pool buffer
+        for off, size in ((16, 4096), (512, 8192), (4096, 512)):
+            slba, data = lbas(size // BS), rnd(size)
+            sqe = N.build_sqe(N.IO_WRITE, 0, nsid=1, sgl_type=N.SGL_INCAPSULE, sgl_len=size,
+                              sgl_addr=off, cdw10=slba, cdw12=size // BS - 1)
+            expect_ok(q.wait(q.submit(sqe, bytes([0xEE]) * off + data)),
+                      f"{size}-byte write at in-capsule offset {off} (ddgst {ddgst})")
+            check(q.read(1, slba, size // BS).data == data,
+                  f"{size} bytes written at in-capsule offset {off} read back different")
+        slba, good = lbas(8), rnd(4096)
+        expect_ok(q.write(1, slba, good), "write before the bad offsets")
+        for off, carried, sc, what in ((4096, 4096, 0x16, "offset past the capsule's data"),
+                                       (16, 4096 + 32, 0x0F, "data not ending the capsule"),
+                                       (16, 4096, 0x0F, "capsule shorter than offset+length")):
+            sqe = N.build_sqe(N.IO_WRITE, 0, nsid=1, sgl_type=N.SGL_INCAPSULE, sgl_len=4096,
+                              sgl_addr=off, cdw10=slba, cdw12=7)
+            expect_status(q.wait(q.submit(sqe, rnd(carried))), 0, sc, what)
+        check(q.read(1, slba, 8).data == good, "a refused offset write changed the data")
+
+
 def t_hdgst_error():
     c = conn(hdgst=True)
     c.send_raw(c.capsule(capsule_sqe(), bad_hdgst=True))
@@ -1317,6 +1373,8 @@ def main(argv):
         ("namespace descriptors stable across connects", t_ns_desc),
         ("log pages: error, SMART counters, changed ns, unknown", t_log_pages),
         ("log page: firmware slot information (mandatory)", t_fw_slot_log),
+        ("Identify: NUSE follows writes and deallocation (thin provisioning), FRMW",
+         t_nuse),
         ("features: queues, KATO, VWC, async event config", t_features),
         ("keep alive keeps a controller alive past KATO", t_keep_alive),
         ("AER held without completion; AERL enforced", t_aer),
@@ -1349,6 +1407,8 @@ def main(argv):
         ("adversarial: bad PDO", t_bad_pdo),
         ("adversarial: PLEN too small / too large", t_bad_plen),
         ("adversarial: in-capsule data larger than allowed", t_incapsule_too_big),
+        ("in-capsule data at an offset (SGL address), plain and data digest; bad offsets",
+         t_incapsule_offset),
         ("adversarial: header digest errors (FES 03h)", t_hdgst_error),
         ("adversarial: data digest errors fail the command (SC 22h), connection lives",
          t_ddgst_error),

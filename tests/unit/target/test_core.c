@@ -113,7 +113,18 @@ static void test_parse_sgl(void)
 	TAP_CHECK(req.incapsule && req.data_len == 1024);
 	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 512, 8192), GEN(NVME_SC_SGL_INVALID_DATA));
 	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1024, 512), GEN(NVME_SC_SGL_INVALID_DATA));
+	/* an offset: the data is the capsule's last 1024 bytes */
 	le64_put(req.sqe.sgl1.addr, 8);
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1032, 8192), 0);
+	TAP_CHECK(req.incapsule && req.data_len == 1024 && req.incap_off == 8);
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1024, 8192), GEN(NVME_SC_SGL_INVALID_DATA));
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1040, 8192), GEN(NVME_SC_SGL_INVALID_DATA));
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1032, 1028), GEN(NVME_SC_SGL_INVALID_DATA));
+	le64_put(req.sqe.sgl1.addr, 8192); /* beyond what the queue takes in a capsule */
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 9216, 8192), GEN(NVME_SC_SGL_INVALID_OFFSET));
+	le64_put(req.sqe.sgl1.addr, 1024); /* past the data the capsule carries */
+	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1024, 8192), GEN(NVME_SC_SGL_INVALID_OFFSET));
+	le64_put(req.sqe.sgl1.addr, 1ull << 63); /* no wrap-around */
 	TAP_CHECK_EQ(tgt_req_parse_sgl(&req, 1024, 8192), GEN(NVME_SC_SGL_INVALID_OFFSET));
 	le64_put(req.sqe.sgl1.addr, 0);
 	req.sqe.sgl1.type = WIRE_SGL_TYPE_TRANSPORT_DATA;
