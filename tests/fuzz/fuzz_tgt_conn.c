@@ -90,13 +90,17 @@ static void fuzz_icreq(struct fuzz_buf *f, bool hdgst, bool ddgst)
 }
 
 /* CapsuleCmd, with len bytes of in-capsule data when data is not NULL. */
-static void fuzz_capsule(struct fuzz_buf *f, struct wire_sqe *sqe, const void *data, uint32_t len)
+/* A CapsuleCmd for sqe whose data (len bytes) is in the capsule (data given) or comes later;
+ * in the capsule it starts off bytes into data (the SGL's offset address). */
+static void fuzz_capsule_at(struct fuzz_buf *f, struct wire_sqe *sqe, const void *data,
+			    uint32_t len, uint32_t off)
 {
 	uint8_t h[WIRE_PDO_MAX + WIRE_DIGEST_LEN], dg[WIRE_DIGEST_LEN];
-	uint32_t incap = data ? len : 0;
+	uint32_t incap = data ? off + len : 0;
 
 	sqe->flags = WIRE_SQE_PSDT_SGL;
 	le32_put(sqe->sgl1.length, len);
+	le64_put(sqe->sgl1.addr, data ? off : 0);
 	sqe->sgl1.type = data ? WIRE_SGL_TYPE_DATA_BLOCK_OFFSET : WIRE_SGL_TYPE_TRANSPORT_DATA;
 	fuzz_put(f, h, pdu_build_capsule_cmd(h, sqe, incap, &f->p));
 	if (!incap)
@@ -106,6 +110,11 @@ static void fuzz_capsule(struct fuzz_buf *f, struct wire_sqe *sqe, const void *d
 		pdu_ddgst_put(dg, crc32c(data, incap));
 		fuzz_put(f, dg, sizeof(dg));
 	}
+}
+
+static void fuzz_capsule(struct fuzz_buf *f, struct wire_sqe *sqe, const void *data, uint32_t len)
+{
+	fuzz_capsule_at(f, sqe, data, len, 0);
 }
 
 static void fuzz_connect(struct fuzz_buf *f, uint16_t cid, uint16_t qid, uint16_t cntlid)
@@ -455,6 +464,22 @@ static void seed_rw(uint16_t cid, uint8_t opc, uint64_t slba, uint32_t nlb, cons
 	fuzz_capsule(&fuzz_seed, &sqe, data, len);
 }
 
+/* An in-capsule Write of len bytes whose data starts off bytes into the capsule's; data holds
+ * off + len bytes. */
+static void seed_write_at(uint16_t cid, uint64_t slba, uint32_t nlb, const uint8_t *data,
+			  uint32_t len, uint32_t off)
+{
+	struct wire_sqe sqe;
+
+	memset(&sqe, 0, sizeof(sqe));
+	sqe.opc = NVME_IO_WRITE;
+	le16_put(sqe.cid, cid);
+	le32_put(sqe.nsid, 1);
+	le64_put(sqe.cdw10, slba);
+	le32_put(sqe.cdw12, nlb - 1);
+	fuzz_capsule_at(&fuzz_seed, &sqe, data, len, off);
+}
+
 static void seed_h2c(uint16_t cid, uint16_t ttag, uint32_t datao, const uint8_t *d, uint32_t len,
 		     bool last)
 {
@@ -556,6 +581,17 @@ int main(int argc, char **argv)
 		seed_rw(2, NVME_IO_READ, 512, 128, NULL, 65536, false);
 		seed_rw(3, NVME_IO_READ, 1000, 8, NULL, 4096, false);
 		snprintf(name, sizeof(name), "io_large_reads_dg%u", dg);
+		seed_write_file(dir, name);
+
+		/* I/O: in-capsule data at offsets (SGL address): 4 KiB (into the memory namespace
+		 * itself), 8 KiB (through a pool buffer), then one whose offset is past the data
+		 * (SGL Offset Invalid) */
+		seed_begin(FUZZ_PHASE_IO, hd, dd, 5);
+		seed_write_at(1, 200, 8, blk, 4096, 64);
+		seed_write_at(2, 300, 16, blk, 8192, 512);
+		seed_rw(3, NVME_IO_READ, 200, 8, NULL, 4096, false);
+		seed_write_at(4, 400, 1, blk, 0, 512);
+		snprintf(name, sizeof(name), "io_incap_offset_dg%u", dg);
 		seed_write_file(dir, name);
 
 		/* I/O: a host TermReq after a command */
