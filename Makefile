@@ -1,7 +1,7 @@
 # Thin wrapper over meson for the two README commands and a few conveniences.
 #   make run     build nvtcpd and run it on the built-in default (memory namespace, 127.0.0.1:4420)
 #   make test    build (plain and ASan+UBSan) and run every test, kernel interop included
-#   make check   unit, vector, integration and fuzz-replay suites only (no kernel interop)
+#   make check   every suite of make test except the kernel interop tests (no qemu needed)
 #   make bench   build optimised and run the benchmarks in bench/: the protocol micro-benchmark,
 #                then bench/loopback.sh as docs/BENCHMARKS.md quotes it (about 25 minutes;
 #                BENCH_ARGS="-t 3 -r 1" for a short run, any loopback.sh option goes there)

@@ -34,7 +34,8 @@ usage: bench/loopback.sh [-t SECONDS] [-r REPEATS] [-b BUILD_DIR] [-m "irq poll"
   -w REGEX    only workloads whose name matches (names: 4k-randread-qd1 4k-randread-qd32
               4k-randwrite-qd32 128k-read-qd8 128k-write-qd8)
   -C          ceiling only, even if nvtcpd and nvtcp are built
-  -R          skip the RSS measurement (nvtcpd idle and with 64 connections at QD128)
+  -R          skip the RSS measurement (nvtcpd idle and with 64 connections at QD127,
+              every entry of their 128-entry queues in use)
   -j FILE     also keep every run's figures, one JSON object per line
   -P SECONDS  after each target start, write the namespace sequentially (512 KiB, QD4) for
               this long before measuring, so that runs see written memory (no first-touch
@@ -343,7 +344,7 @@ if ((have_nvtcp && do_rss)); then
 	idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$tgt_pid/status")
 	timeout $((rss_secs + 60)) "${run[@]}" taskset -c 1 "$nvtcp" perf -a 127.0.0.1 -s "$port" \
 		-n "$nqn" "${host_cc[@]}" \
-		--queues 64 -q 128 -w randread -o 4096 -t "$rss_secs" --json \
+		--queues 64 -q 127 -w randread -o 4096 -t "$rss_secs" --json \
 		>"$tmp/rss-perf.out" 2>"$tmp/rss-perf.err" &
 	perf_pid=$!
 	sleep $((rss_secs / 2 + 1))
@@ -353,10 +354,10 @@ if ((have_nvtcp && do_rss)); then
 		peak=$(awk -v busy="$busy" '/^VmHWM/ { print ($2 > busy ? $2 : busy) }' \
 			"/proc/$tgt_pid/status")
 		iops=$(sed -n '/^{/,$p' "$tmp/rss-perf.out" | jq '.iops | round')
-		echo "# nvtcpd RSS: idle ${idle} KiB; 64 connections at QD128 (4K randread," \
+		echo "# nvtcpd RSS: idle ${idle} KiB; 64 connections at QD127 (4K randread," \
 			"$iops IOPS): ${busy} KiB mid-run, peak ${peak} KiB"
 	else
-		echo "# nvtcpd RSS: idle ${idle} KiB; 64 connections at QD128: perf failed:"
+		echo "# nvtcpd RSS: idle ${idle} KiB; 64 connections at QD127: perf failed:"
 		tail -3 "$tmp/rss-perf.err" | sed 's/^/#   /'
 	fi
 	stop_target

@@ -3,7 +3,7 @@
 # Cheap when everything is present: it only asks dpkg.
 set -eu
 pkgs=(gcc make meson ninja-build pkg-config clang libclang-rt-14-dev llvm
-      libisal-dev liburing-dev libssl-dev libjson-c-dev zlib1g-dev python3 iproute2 clang-format)
+      libisal-dev liburing-dev libssl-dev libjson-c-dev zlib1g-dev python3 iproute2 clang-format jq)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -74,6 +74,7 @@ struct perf_worker {
 	_Atomic uint64_t done_ios, done_bytes; /* successful completions only */
 	_Atomic uint64_t completed;	       /* every completion, failed ones too */
 	uint64_t errors, mismatches, verified;
+	uint64_t reads, writes; /* successful ones, for the summary */
 	int fatal;
 	struct perf_hist hist;
 };
@@ -255,6 +256,10 @@ static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 		}
 		perf_count(&w->done_ios, 1);
 		perf_count(&w->done_bytes, cfg->io_size);
+		if (io->read)
+			w->reads++;
+		else
+			w->writes++;
 	}
 	if (!atomic_load_explicit(&perf_stop, memory_order_relaxed) && !w->fatal)
 		perf_submit(io, now);
@@ -270,18 +275,28 @@ static int perf_submit(struct perf_io *io, uint64_t now)
 	int r;
 
 	if (cfg->verify) {
-		/* Write pass over the region once, then read it back (random) until time is up. */
+		/* Write pass over the region once, then the workload (-w: read, randread, rw,
+		 * randrw) until time is up. Its writes stamp what the pass stamped, so every read
+		 * must find the pass's pattern whatever it races with. */
 		if (w->phase == 0 && w->next_seq >= slots) {
 			if (w->verify_written < slots)
 				return 0; /* wait for the write pass to finish before reading */
 			w->phase = 1;
+			w->next_seq = 0;
 		}
 		if (w->phase == 0) {
 			slot = w->next_seq++;
 			io->read = false;
 		} else {
-			slot = perf_rand_below(&w->rng, slots);
-			io->read = true;
+			if (cfg->random) {
+				slot = perf_rand_below(&w->rng, slots);
+			} else {
+				if (w->next_seq >= slots)
+					w->next_seq = 0;
+				slot = w->next_seq++;
+			}
+			io->read = cfg->pattern == PERF_READ || cfg->pattern == PERF_RANDREAD ||
+				   perf_rand(&w->rng) % 100 < cfg->read_pct;
 		}
 	} else {
 		if (cfg->random) {
@@ -401,7 +416,9 @@ void perf_usage(void)
 	       "      --busy-poll       spin on the sockets instead of sleeping in poll(2)\n"
 	       "      --verify          write a pattern (LBA + run generation in every block) "
 	       "over\n"
-	       "                        4 MiB per queue, then read it back and compare\n"
+	       "                        4 MiB per queue, then run -w over it (read, randread, rw,\n"
+	       "                        randrw; writes stamp the same pattern) and compare every\n"
+	       "                        block read\n"
 	       "      --disable-sqflow  ask the controller to skip SQ flow control (Connect\n"
 	       "                        CATTR bit 2): reads then complete with their last\n"
 	       "                        C2HData (SUCCESS flag), without a CapsuleResp\n"
@@ -467,7 +484,8 @@ int perf_main(int argc, char **argv)
 	struct nvtcp_ctrl *ctrl;
 	struct perf_worker *ws;
 	struct perf_hist *total;
-	uint64_t t0, last_ios = 0, last_bytes = 0, errors = 0, mismatches = 0, verified = 0;
+	uint64_t t0, last_ios = 0, last_bytes = 0, errors = 0, mismatches = 0, verified = 0,
+		     reads = 0, writes = 0;
 	bool queues_set = false;
 	char msg[256];
 	int opt, r, fatal = 0;
@@ -530,6 +548,9 @@ int perf_main(int argc, char **argv)
 	if (cfg.depth == 0 || cfg.depth > 4096 || cfg.nr_queues == 0 || cfg.nr_queues > 256 ||
 	    cfg.read_pct > 100 || cfg.seconds == 0 || cfg.io_size == 0)
 		cli_die("perf", "bad -q/--queues/-M/-t/-o value; see 'nvtcp perf --help'");
+	if (cfg.verify && (cfg.pattern == PERF_WRITE || cfg.pattern == PERF_RANDWRITE))
+		cli_die("perf", "--verify reads back what it wrote: use -w read, randread, rw or "
+				"randrw");
 	if (!o.subnqn)
 		cli_die("perf", "no subsystem: add -n NQN (find it with 'nvtcp discover')");
 	o.nr_io_queues = cfg.nr_queues;
@@ -556,8 +577,13 @@ int perf_main(int argc, char **argv)
 			nvtcp_ctrl_get_info(ctrl)->nr_io_queues, cfg.nr_queues);
 		cfg.nr_queues = nvtcp_ctrl_get_info(ctrl)->nr_io_queues;
 	}
-	if (cfg.depth > nvtcp_queue_depth(nvtcp_ctrl_io_queue(ctrl, 0)))
+	if (cfg.depth > nvtcp_queue_depth(nvtcp_ctrl_io_queue(ctrl, 0))) {
+		fprintf(stderr,
+			"perf: -q %u lowered to %u: the controller's queues hold %u entries\n",
+			cfg.depth, nvtcp_queue_depth(nvtcp_ctrl_io_queue(ctrl, 0)),
+			nvtcp_ctrl_get_info(ctrl)->queue_size);
 		cfg.depth = nvtcp_queue_depth(nvtcp_ctrl_io_queue(ctrl, 0));
+	}
 	if (getrandom(&cfg.gen, sizeof(cfg.gen), 0) != (ssize_t)sizeof(cfg.gen))
 		cfg.gen = perf_now_ns();
 	cfg.gen |= 1;
@@ -601,10 +627,10 @@ int perf_main(int argc, char **argv)
 	if (!cfg.json)
 		printf("perf: %u queue(s) x QD %u, %u-byte %s%s, %u s, %s%s%s\n", cfg.nr_queues,
 		       cfg.depth, cfg.io_size,
-		       cfg.verify ? "verify"
-				  : (const char *[]){"read", "write", "randread", "randwrite", "rw",
-						     "randrw"}[cfg.pattern],
-		       cfg.verify ? "" : "", cfg.seconds, cfg.busy_poll ? "busy-poll" : "poll(2)",
+		       (const char *[]){"read", "write", "randread", "randwrite", "rw",
+					"randrw"}[cfg.pattern],
+		       cfg.verify ? " verified" : "", cfg.seconds,
+		       cfg.busy_poll ? "busy-poll" : "poll(2)",
 		       o.hdr_digest ? ", header digest" : "", o.data_digest ? ", data digest" : "");
 	t0 = perf_now_ns();
 	for (unsigned i = 0; i < cfg.nr_queues; i++)
@@ -651,6 +677,8 @@ int perf_main(int argc, char **argv)
 		errors += ws[i].errors;
 		mismatches += ws[i].mismatches;
 		verified += ws[i].verified;
+		reads += ws[i].reads;
+		writes += ws[i].writes;
 		if (ws[i].fatal && !fatal)
 			fatal = ws[i].fatal;
 	}
@@ -671,6 +699,8 @@ int perf_main(int argc, char **argv)
 		json_object_object_add(j, "iops", json_object_new_double(iops));
 		json_object_object_add(j, "mib_s", json_object_new_double(mibs));
 		json_object_object_add(j, "errors", json_object_new_int64((int64_t)errors));
+		json_object_object_add(j, "reads", json_object_new_int64((int64_t)reads));
+		json_object_object_add(j, "writes", json_object_new_int64((int64_t)writes));
 		if (cfg.verify) {
 			json_object_object_add(j, "verified_blocks",
 					       json_object_new_int64((int64_t)verified));

@@ -149,6 +149,24 @@ def t_perf_verify(port, name, extra):
     IOPS[name] = j["iops"]
 
 
+def t_perf_verify_workload(port):
+    """--verify runs -w after its write pass (4 MiB per queue: 1024 4K writes): randread
+    writes nothing more, randrw keeps writing (the same pattern) while reads check it; a
+    workload without reads is refused."""
+    j, _ = perf_json(port, MEM0, ["-t", "1", "--verify", "-q", "8"])
+    check(j["writes"] == 1024 and j["reads"] > 0 and j["mismatched_blocks"] == 0,
+          "randread verify: %r writes (1024 expected), %r reads, %r mismatched"
+          % (j["writes"], j["reads"], j["mismatched_blocks"]))
+    j, _ = perf_json(port, MEM0, ["-t", "1", "--verify", "-q", "8", "-w", "randrw", "-M", "70"])
+    check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+          "randrw verify: %r errors, %r mismatched" % (j["errors"], j["mismatched_blocks"]))
+    mixed = j["writes"] - 1024
+    check(mixed > 0 and 0.5 < j["reads"] / (j["reads"] + mixed) < 0.9,
+          "randrw -M 70 verify: %r reads, %r writes after the pass" % (j["reads"], mixed))
+    rc, _, err = nvtcp(["perf", "--verify", "-w", "randwrite"], port, MEM0, check_rc=False)
+    check(rc == 1 and "--verify reads back what it wrote" in err, "rc %d %r" % (rc, err))
+
+
 def t_perf_text(port):
     _, out, err = nvtcp(["perf", "-t", "1", "-w", "randrw", "-M", "70", "-q", "8"], port, MEM0)
     text = out.decode()
@@ -507,6 +525,8 @@ def main():
         case("perf --verify --disable-sqflow, 2 queues, both digests", t_perf_verify, port,
              "verify 4k qd32 2q no sqflow digests",
              ["--disable-sqflow", "--queues", "2", "--hdr-digest", "--data-digest"])
+        case("perf --verify runs -w after the write pass (randrw keeps writing); randwrite "
+             "refused", t_perf_verify_workload, port)
         case("perf text output: progress lines and summary", t_perf_text, port)
         case("perf --json parsed", t_perf_json, port)
         case("unknown subsystem NQN: readable error, exit 1", t_err_nqn, port)
