@@ -95,6 +95,14 @@ enum nvtcp_backend_type nvtcp_backend_type(const struct nvtcp_backend *be);
  * the whole size is in use as far as anyone knows. Costs a walk of the page tables (memory:
  * about 1 ms per GiB): for Identify, not for the I/O path. Any thread. */
 int nvtcp_backend_usage(struct nvtcp_backend *be, uint64_t *bytes);
+/* Durability work a backend has done since it was opened: writes it stored durably on
+ * completion (FUA, RWF_DSYNC) and data syncs it completed (Flush; FUA on zeroing). A memory or
+ * null namespace has nothing to make durable: both stay 0. Any thread. */
+struct nvtcp_backend_stats {
+	uint64_t dsync_writes;
+	uint64_t syncs;
+};
+void nvtcp_backend_get_stats(struct nvtcp_backend *be, struct nvtcp_backend_stats *st);
 /* Parse "memory", "file", "block" (or "bdev"), "null". Returns -EINVAL if unknown. */
 int nvtcp_backend_type_parse(const char *name, enum nvtcp_backend_type *out);
 const char *nvtcp_backend_type_name(enum nvtcp_backend_type type);

@@ -73,6 +73,14 @@ void backend_base_init(struct nvtcp_backend *be, const struct nvtcp_backend_conf
 	atomic_init(&be->inject_count, 0);
 	atomic_init(&be->inject_mask, 0);
 	atomic_init(&be->inject_status, 0);
+	atomic_init(&be->st_dsync_writes, 0);
+	atomic_init(&be->st_syncs, 0);
+}
+
+NVTCP_EXPORT void nvtcp_backend_get_stats(struct nvtcp_backend *be, struct nvtcp_backend_stats *st)
+{
+	st->dsync_writes = atomic_load_explicit(&be->st_dsync_writes, memory_order_relaxed);
+	st->syncs = atomic_load_explicit(&be->st_syncs, memory_order_relaxed);
 }
 
 NVTCP_EXPORT int nvtcp_backend_type_parse(const char *name, enum nvtcp_backend_type *out)

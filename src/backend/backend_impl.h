@@ -44,6 +44,9 @@ struct nvtcp_backend {
 	uint32_t block_size;
 	bool readonly;
 	bool volatile_cache;
+	/* nvtcp_backend_get_stats: durability work done, by any channel's thread */
+	atomic_ullong st_dsync_writes; /* writes stored with RWF_DSYNC (FUA) */
+	atomic_ullong st_syncs;	       /* fdatasyncs completed (Flush, FUA after zeroing) */
 	/* Error injection (tests). Channels on several threads may race on count: atomics. */
 	atomic_uint inject_count;
 	atomic_uint inject_mask;

@@ -664,6 +664,9 @@ static bool uring_slot_advance(struct uring_channel *uc, struct uring_slot *slot
 		slot->done += (unsigned)res;
 		if (slot->done < bio->length)
 			goto again;
+		if (slot->stage == URING_STAGE_RW && bio->op == NVTCP_BIO_WRITE && bio->fua)
+			atomic_fetch_add_explicit(&ub->base.st_dsync_writes, 1,
+						  memory_order_relaxed);
 		break;
 	case URING_STAGE_PUNCH:
 		if (res == -EOPNOTSUPP) {
@@ -695,6 +698,8 @@ static bool uring_slot_advance(struct uring_channel *uc, struct uring_slot *slot
 		break;
 	case URING_STAGE_FSYNC:
 	default:
+		if (res >= 0)
+			atomic_fetch_add_explicit(&ub->base.st_syncs, 1, memory_order_relaxed);
 		*status = res < 0 ? res : 0;
 		return true;
 	}

@@ -237,6 +237,25 @@ def t_err_opts(port):
         check("connection refused" not in err, "%s: connected first: %r" % (args, err))
 
 
+def t_fua_reaches_file(cfg):
+    """FUA from the wire reaches the file: nvtcpd's closing log counts the writes its file
+    namespace stored with RWF_DSYNC, three FUA writes and not the two plain ones, and the data
+    syncs: one per controller shutdown (CC.SHN flushes the volatile cache), five."""
+    port = free_port()
+    tgt = Target([port], cfg).start()
+    try:
+        for i in range(5):
+            fua = ["--fua"] if i % 2 == 0 else []
+            nvtcp(["write", "-b", str(1000 + i), "-c", "1"] + fua, port, FILE0,
+                  stdin=bytes([i + 1]) * 512)
+    finally:
+        rc = tgt.stop()
+    log = tgt.log_text()
+    check(rc == 0, "nvtcpd exited %d" % rc)
+    check("%s ns 1: 3 FUA writes stored durably, 5 data syncs" % FILE0 in log,
+          "no or wrong durability count in the log: %r" % log[-800:])
+
+
 def t_4k_ns(port):
     _, out, _ = nvtcp(["identify", "-N", "2", "--json"], port, FILE0)
     n = json.loads(out)["namespace"]
@@ -564,6 +583,8 @@ def main():
         json.dump({"subsystems": [{"nqn": FILE0, "allow_any_host": True, "namespaces": [
             {"nsid": 1, "backend": "file", "path": os.path.join(TMP, "ns1.img"),
              "size": "32M"}]}]}, f)
+    case("write --fua reaches the file namespace as RWF_DSYNC writes (3 of 5); shutdown syncs",
+         t_fua_reaches_file, cfg)
     case("kill -9 nvtcpd under perf --verify, restart within 2 s: 0 errors, 0 mismatches",
          t_reconnect, free_port(), cfg)
     case("target never returns: perf fails after --ctrl-loss-tmo with a clear message",
