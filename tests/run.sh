@@ -90,6 +90,9 @@ if command -v clang-format >/dev/null; then
 	done)
 	[ -z "$bad" ] || echo "not formatted: $bad"
 	record clang-format "$([ -z "$bad" ] && echo 0 || echo 1)"
+else
+	echo "clang-format not installed (scripts/deps.sh installs it): format not checked"
+	record "clang-format (not installed)" 1
 fi
 
 # 5. Kernel interop (qemu guests in a private network namespace).
