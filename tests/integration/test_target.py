@@ -70,6 +70,10 @@ class CaseTimeout(Exception):
     pass
 
 
+class Skip(Exception):
+    """Raised by a case that cannot run here: reported as "ok N - name # SKIP reason"."""
+
+
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
@@ -97,10 +101,12 @@ class Tap:
     def __init__(self):
         self.n = 0
         self.failed = []
+        self.skipped = []
 
-    def result(self, ok, name, reason=""):
+    def result(self, ok, name, reason="", skip=None):
         self.n += 1
-        print(f"{'ok' if ok else 'not ok'} {self.n} - {name}", flush=True)
+        directive = f" # SKIP {skip}" if skip is not None else ""
+        print(f"{'ok' if ok else 'not ok'} {self.n} - {name}{directive}", flush=True)
         for line in str(reason).splitlines():
             print(f"# {line}", flush=True)
         if not ok:
@@ -111,11 +117,14 @@ class Tap:
             raise CaseTimeout(f"case exceeded its {timeout} s limit")
         old = signal.signal(signal.SIGALRM, on_alarm)
         signal.alarm(timeout)
-        ok, reason = True, ""
+        ok, reason, skip = True, "", None
         try:
             r = fn()
             if isinstance(r, str):
                 reason = r
+        except Skip as e:
+            skip = " ".join(str(e).split()) or "cannot run here"   # one line
+            self.skipped.append(name)
         except (Failure, CaseTimeout, N.ProtocolError) as e:
             ok, reason = False, f"{type(e).__name__}: {e}"
         except Exception as e:  # noqa: BLE001 - a crash in a case is a failure of that case
@@ -125,7 +134,7 @@ class Tap:
             signal.signal(signal.SIGALRM, old)
             while OPEN:
                 OPEN.pop().close()
-        self.result(ok, name, reason)
+        self.result(ok, name, reason, skip)
         return ok
 
 
