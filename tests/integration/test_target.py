@@ -324,11 +324,17 @@ def t_discovery():
     part = c.get_log_page(N.LOG_DISCOVERY, 512, offset=16)
     expect_ok(part, "partial log read at offset 16")
     check(part.data == log[16:528], "partial log read (offset 16) differs from the full log")
-    # Informative: does the log hide a subsystem from a host that may not connect to it?
+    # A host not on a subsystem's host list does not see it (discovery.c skips subsystems
+    # tgt_subsys_host_allowed() refuses); everything else is the same as for the allowed host.
     c2 = admin(host(), N.DISC_NQN)
-    _, _, _, e2 = N.parse_disc_log(N.read_disc_log(c2))
-    hidden = RESTRICTED not in {e["subnqn"] for e in e2}
-    return f"genctr={genctr} numrec={numrec}; restricted subsystem hidden from others: {hidden}"
+    _, numrec2, _, e2 = N.parse_disc_log(N.read_disc_log(c2))
+    nqns2 = [e["subnqn"] for e in e2]
+    check(RESTRICTED not in nqns2,
+          f"{RESTRICTED} listed in the discovery log of a host it does not allow: {nqns2}")
+    check(numrec2 == len(e2), f"other host: NUMREC {numrec2}, {len(e2)} records")
+    check(nqns2 == [e["subnqn"] for e in ents if e["subnqn"] != RESTRICTED],
+          f"other host's records {nqns2}, expected the allowed host's without {RESTRICTED}")
+    return f"genctr={genctr} numrec={numrec}; {numrec2} records for another host"
 
 
 def t_connect():
