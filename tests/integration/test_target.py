@@ -491,8 +491,18 @@ def t_log_pages():
           f"SMART host reads/writes did not increase: {s0} -> {s1}")
     check(s1["dur"] >= s0["dur"] and s1["duw"] >= s0["duw"] and s1["duw"] > 0,
           f"SMART data units: {s0} -> {s1}")
+    # Changed Namespace List: 1024 NSIDs (4096 bytes), all zero: no namespace ever changed
     cmd = a.get_log_page(N.LOG_CHANGED_NS, 4096)
     expect_ok(cmd, "Get Log Page changed namespaces")
+    check(len(cmd.data) == 4096, f"changed namespace list: {len(cmd.data)} bytes")
+    nz = [i for i in range(1024) if struct.unpack_from("<I", cmd.data, 4 * i)[0]]
+    check(not nz, f"changed namespace list not empty: entries {nz[:8]} = "
+                  f"{[struct.unpack_from('<I', cmd.data, 4 * i)[0] for i in nz[:8]]}")
+    # its length: an offset at its end is valid, one dword past it is not
+    expect_ok(a.get_log_page(N.LOG_CHANGED_NS, 4, offset=4096),
+              "changed namespace list read at offset 4096 (its end)")
+    expect_status(a.get_log_page(N.LOG_CHANGED_NS, 4, offset=4100), 0, 0x02,
+                  "changed namespace list read at offset 4100 (past its 4096 bytes)")
     cmd = a.get_log_page(0xC7, 512)
     check(N.st_key(cmd.status) in (N.status(1, 0x09), N.status(0, 0x02)),
           f"unknown log page: {N.status_str(cmd.status)}")
