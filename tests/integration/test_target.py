@@ -543,11 +543,31 @@ def t_features():
         check(c.get_features(N.FEAT_VWC).dw0 & 1 == 1, "VWC still off")
     else:
         check(cmd.status != 0 or cmd.dw0 & 1 == 0, "VWC enabled but not present")
-    aec = f["oaes"] & 0x80000100
-    expect_ok(c.set_features(N.FEAT_ASYNC_EVENT, aec), "Set Async Event Config")
+    # Async Event Configuration: a controller starts with every event of OAES enabled. Turn
+    # them all off (a value that differs from the default, so a Get Features that ignored Set
+    # Features would fail), read it back, then restore and read back again.
+    oaes = f["oaes"]
+    check(oaes != 0, "OAES 0: no asynchronous event to configure")
     cmd = c.get_features(N.FEAT_ASYNC_EVENT)
     expect_ok(cmd, "Get Async Event Config")
-    check(cmd.dw0 == aec, f"Async Event Config reads {cmd.dw0:#x}, set {aec:#x}")
+    check(cmd.dw0 == oaes, f"Async Event Config starts at {cmd.dw0:#x}, expected OAES {oaes:#x}")
+    expect_ok(c.set_features(N.FEAT_ASYNC_EVENT, 0), "Set Async Event Config 0")
+    cmd = c.get_features(N.FEAT_ASYNC_EVENT)
+    expect_ok(cmd, "Get Async Event Config after setting 0")
+    check(cmd.dw0 == 0, f"Async Event Config reads {cmd.dw0:#x}, set 0")
+    cmd = c.get_features(N.FEAT_ASYNC_EVENT, sel=1)
+    expect_ok(cmd, "Get Async Event Config (default)")
+    check(cmd.dw0 == oaes, f"Async Event Config default {cmd.dw0:#x}, expected {oaes:#x}")
+    # an event the controller does not report in OAES (bits 9-11: firmware activation,
+    # telemetry, ANA change) is refused
+    extra = next(b for b in (1 << 9, 1 << 10, 1 << 11) if not oaes & b)
+    cmd = c.set_features(N.FEAT_ASYNC_EVENT, oaes | extra)
+    expect_status(cmd, 0, 0x02, "Set Async Event Config with an unsupported event")
+    check(c.get_features(N.FEAT_ASYNC_EVENT).dw0 == 0, "refused Set Features changed AEC")
+    expect_ok(c.set_features(N.FEAT_ASYNC_EVENT, oaes), "Set Async Event Config back to OAES")
+    cmd = c.get_features(N.FEAT_ASYNC_EVENT)
+    expect_ok(cmd, "Get Async Event Config after restoring")
+    check(cmd.dw0 == oaes, f"Async Event Config reads {cmd.dw0:#x} after restoring {oaes:#x}")
     cmd = c.get_features(0x7D)
     check(cmd.status != 0, "Get Features of an unknown FID succeeded")
     return f"queues {nsq}/{ncq} oaes={f['oaes']:#x}"
