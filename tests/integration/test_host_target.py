@@ -485,7 +485,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..24")
+    print("1..25")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()
