@@ -1,6 +1,6 @@
 /* Minimal TAP producer for nvtcp's tests: one "ok N - name" line per case, "1..N" plan at the
  * end, exit status 1 if any case failed. meson runs test binaries with protocol 'tap' and
- * tests/run.sh counts the cases into the closing "N passed, N failed" line.
+ * tests/run.sh counts the cases into the closing "N passed, N skipped, N failed" line.
  *
  *   static void test_foo(void) { TAP_CHECK(1 + 1 == 2); TAP_CHECK_EQ(x, 3); }
  *   int main(void) { TAP_RUN(test_foo); return tap_done(); }
