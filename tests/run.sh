@@ -2,15 +2,18 @@
 # Build nvtcp twice (release with -Werror, and debug with ASan+UBSan) and run every test:
 # unit, golden vectors, integration, fuzz-corpus replay (all under ASan+UBSan), a format check,
 # then the Linux kernel interop tests (unless NVTCP_SKIP_INTEROP=1).
-# Ends with one line "N passed, N failed" counting TAP cases and interop runs; exit 1 on failure.
+# Ends with one line "N passed, N skipped, N failed" counting TAP cases (a "# SKIP" case counts as
+# skipped, never as passed; each is listed above it) and interop runs; exit 1 on failure.
 set -u
 cd "$(dirname "$0")/.."
 top=$PWD
 bash scripts/deps.sh || exit 1
 
 passed=0
+skipped=0
 failed=0
 failures=()
+skips=()
 record() { # name status
 	if [ "$2" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
 }
@@ -41,29 +44,39 @@ if [ $st = 0 ]; then
 	meson test -C build-asan --num-processes 2 --print-errorlogs -t 2 >meson-test.log 2>&1
 	tail -15 meson-test.log
 	counts=$(python3 tests/tap_count.py build-asan/meson-logs/testlog.json)
-	read -r p f <<<"$counts"
+	read -r p s f <<<"$(head -1 <<<"$counts")"
 	passed=$((passed + p))
+	skipped=$((skipped + s))
 	failed=$((failed + f))
+	while IFS= read -r line; do
+		[ -z "$line" ] || skips+=("$line")
+	done < <(tail -n +2 <<<"$counts")
 	[ "$f" = 0 ] || failures+=("meson suites: $f case(s), see build-asan/meson-logs/testlog.txt")
 fi
 
 # 3. Scripts with TAP output: ThreadSanitizer on the multi-loop target, a short libFuzzer run of
 #    every fuzz target (NVTCP_FUZZ_SECONDS each, default 30).
 run_tap() { # name command...
-	local name=$1 out st ok bad
+	local name=$1 out st ok skip bad line
 	shift
 	log "$name"
 	out=$("$@" 2>"$name.log")
 	st=$?
 	printf '%s\n' "$out" | grep -E '^(not )?ok ' | tail -30
-	ok=$(printf '%s\n' "$out" | grep -cE '^ok ')
+	# a case with a TAP "# SKIP" directive is skipped, not passed
+	ok=$(printf '%s\n' "$out" | grep -E '^ok ' | grep -cviE '#[[:space:]]*skip')
+	skip=$(printf '%s\n' "$out" | grep -E '^ok ' | grep -ciE '#[[:space:]]*skip')
 	bad=$(printf '%s\n' "$out" | grep -cE '^not ok ')
 	if [ "$st" != 0 ] && [ "$bad" = 0 ]; then
 		bad=1
 		tail -20 "$name.log"
 	fi
 	passed=$((passed + ok))
+	skipped=$((skipped + skip))
 	failed=$((failed + bad))
+	while IFS= read -r line; do
+		skips+=("$name: $line")
+	done < <(printf '%s\n' "$out" | grep -E '^ok ' | grep -iE '#[[:space:]]*skip')
 	[ "$bad" = 0 ] || failures+=("$name: $bad case(s), see $name.log")
 }
 run_tap tsan bash tests/integration/tsan.sh build-tsan
@@ -77,6 +90,9 @@ if command -v clang-format >/dev/null; then
 	done)
 	[ -z "$bad" ] || echo "not formatted: $bad"
 	record clang-format "$([ -z "$bad" ] && echo 0 || echo 1)"
+else
+	echo "clang-format not installed (scripts/deps.sh installs it): format not checked"
+	record "clang-format (not installed)" 1
 fi
 
 # 5. Kernel interop (qemu guests in a private network namespace).
@@ -92,6 +108,7 @@ if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
 	done
 fi
 
+for s in "${skips[@]}"; do echo "SKIPPED: $s"; done
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
-echo "$passed passed, $failed failed"
+echo "$passed passed, $skipped skipped, $failed failed"
 [ "$failed" = 0 ]

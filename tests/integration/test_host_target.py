@@ -354,21 +354,47 @@ def t_tcp_congestion():
           "target: rc %d, message %r" % (bad.returncode, bad.stderr))
 
 
+def zc_bytes_since(tgt, mark, what):
+    """Bytes nvtcpd sent by reference on the connections opened since mark, from its closing
+    lines ("closing: ... (N of M bytes sent by reference)", conn.c); waits until every
+    connection opened since mark has logged its close."""
+    deadline = time.time() + 10
+    while True:
+        text = tgt.since(mark)
+        opened, closed = text.count(": connection opened"), text.count(": closing: ")
+        if opened and closed >= opened:
+            break
+        check(time.time() < deadline, "%s: %d connection(s) opened, %d closed in nvtcpd's log"
+              % (what, opened, closed))
+        time.sleep(0.05)
+    return sum(int(n) for n in re.findall(r"\((\d+) of \d+ bytes sent by reference\)", text))
+
+
 def t_zero_copy_reads():
     port = free_port()
     tgt = Nvtcpd(NVTCPD, TMP, port, listen=[port], args=["--zero-copy-reads"]).start()
+    zc = []
     try:
         for extra in (["-o", "128k"], ["-o", "512k", "--busy-poll"],
                       ["-o", "256k", "--hdr-digest", "--data-digest"]):
+            what = " ".join(extra)
+            mark = tgt.mark()
             j, _ = perf_json(port, MEM0, ["-t", "1", "--verify", "-w", "randrw", "-q", "8"]
                              + extra)
             check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
                   "%s: %r errors, %r matched, %r mismatched" % (
-                      " ".join(extra), j["errors"], j["verified_blocks"],
-                      j["mismatched_blocks"]))
+                      what, j["errors"], j["verified_blocks"], j["mismatched_blocks"]))
+            n = zc_bytes_since(tgt, mark, what)
+            if "--data-digest" in extra:  # the digest is computed over a copy (conn.c)
+                check(n == 0, "%s: %d bytes sent by reference with a data digest" % (what, n))
+            else:
+                check(n > 0, "%s: no Read data sent by reference (nvtcpd log:\n%s)"
+                      % (what, tgt.since(mark)[-1500:]))
+            zc.append("%s: %d MiB" % (what, n >> 20))
     finally:
         rc = tgt.stop()
     check(rc == 0 and not tgt.sanitizer_report(), "nvtcpd rc %d: %s" % (rc, tgt.log_text()[-1500:]))
+    print("# by reference: " + "; ".join(zc))
 
 
 def run_perf_bg(port, args):
@@ -522,7 +548,7 @@ def main():
     NVTCPD, NVTCP = sys.argv[1], sys.argv[2]
     TMP = tempfile.mkdtemp(prefix="nvtcp-host-")
     signal.alarm(110)  # the whole suite, hard bound
-    print("1..24")
+    print("1..25")
     port, disc_port = free_port(), free_port()
     geo = {}
     tgt = Target([port, disc_port]).start()

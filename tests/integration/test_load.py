@@ -290,7 +290,7 @@ def t_out_of_fds(exe, workdir):
     """Hard RLIMIT_NOFILE of 64: connections beyond it wait in the backlog while the
     listener rests (no accept spin), and are served once fds free up."""
     if not shutil.which("prlimit"):
-        return "skipped: prlimit not installed"
+        raise T.Skip("prlimit not installed")
     d = Daemon(exe, workdir, "nofile", {"subsystems": [T_MEM0_SUBSYS]}, 1,
                prefix=["prlimit", "--nofile=64:64"]).start()
     conns = []
@@ -386,13 +386,13 @@ def t_readonly(d):
 
 def t_full_fs(exe, workdir):
     if os.geteuid() != 0:
-        return "skipped: not root, cannot mount a small tmpfs"
+        raise T.Skip("not root, cannot mount a small tmpfs")
     mnt = os.path.join(workdir, "full")
     os.makedirs(mnt, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        return f"skipped: mount refused: {r.stderr.strip()}"
+        raise T.Skip(f"mount refused: {r.stderr.strip()}")
     d = None
     try:
         img = os.path.join(mnt, "ns.img")
@@ -567,6 +567,8 @@ def main_mixed(exe):
     if d.alive():
         d.proc.kill()
     print(f"1..{tap.n}")
+    if tap.skipped:
+        print(f"# {len(tap.skipped)} skipped: " + "; ".join(tap.skipped))
     if tap.failed:
         print(f"# {len(tap.failed)} failed; nvtcpd stderr in {workdir}")
     else:
@@ -645,6 +647,8 @@ def main(argv):
     if d.alive():
         d.proc.kill()
     print(f"1..{tap.n}")
+    if tap.skipped:
+        print(f"# {len(tap.skipped)} skipped: " + "; ".join(tap.skipped))
     if tap.failed:
         print(f"# {len(tap.failed)} failed; nvtcpd stderr in {workdir}")
     else:

@@ -13,6 +13,7 @@ refused, plaintext host on the optional port served, TLS host on the plain port 
 cleanly, wrong key failing cleanly, a key file readable by others refused by nvtcpd. The
 Linux kernel peers cannot do TLS here (no tlshd on Debian 12): nvtcp <-> nvtcpd only.
 """
+import json
 import os
 import re
 import subprocess
@@ -30,6 +31,7 @@ KEY128 = "NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:"
 KEY256 = ("NVMeTLSkey-1:02:MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5f"
           "+ENbJA==:")
 WRONG = "NVMeTLSkey-1:01:NcaiDakZHbs8XWq5/phuwUmjrYqxWK8y332sSkcm3We9aYKB:"
+MODEL = {SUB128: "nvtcp tls128 model", SUB256: "nvtcp tls256 model"}  # Identify MN per subsystem
 
 NVTCPD = NVTCP = TMP = None
 TAP = Tap(timed=False, prefix="# ", tail=25)
@@ -37,15 +39,15 @@ case = TAP.case
 
 
 def write_config(ports, key_file, extra_host=None):
-    import json
     cfg = {
         "ports": [{"addr": "127.0.0.1", "port": ports[0], "secure": "required"},
                   {"addr": "127.0.0.1", "port": ports[1], "secure": "optional"},
                   {"addr": "127.0.0.1", "port": ports[2]}],
         "subsystems": [
-            {"nqn": SUB128, "hosts": [{"nqn": HOSTNQN, "psk": KEY128}],
+            {"nqn": SUB128, "model": MODEL[SUB128], "hosts": [{"nqn": HOSTNQN, "psk": KEY128}],
              "namespaces": [{"nsid": 1, "backend": "memory", "size": "64M"}]},
-            {"nqn": SUB256, "hosts": [{"nqn": HOSTNQN, "psk_file": key_file}],
+            {"nqn": SUB256, "model": MODEL[SUB256],
+             "hosts": [{"nqn": HOSTNQN, "psk_file": key_file}],
              "namespaces": [{"nsid": 1, "backend": "memory", "size": "64M"}]},
         ],
     }
@@ -109,12 +111,21 @@ def main():
             tag = "%s v%d" % (suite, version)
 
             def identify(sub=sub, key=key, version=version, suite=suite):
+                mark = tgt.mark()
                 rc, out, err = nvtcp(["identify", "-n", sub, "--json"], req, key, version)
                 check(rc == 0, "identify failed: " + err)
-                check(b'"mn"' in out or b"mn" in out, "no identify data")
-                logs = tgt.log_text()
-                check(suite in logs and ("NVMe%dR0" % version) in logs,
-                      "target did not log %s with a v%d identity" % (suite, version))
+                ctrl = json.loads(out)["controller"]
+                check(ctrl["subnqn"] == sub and ctrl["mn"] == MODEL[sub],
+                      "identify: subnqn %r mn %r, expected %r %r"
+                      % (ctrl["subnqn"], ctrl["mn"], sub, MODEL[sub]))
+                # only what this identify logged: every handshake used suite and a vN identity
+                # whose hash (NVMe<v>R<hh>) is the key's
+                ident = "NVMe%dR%s" % (version, key.split(":")[1])
+                est = re.findall(r"TLS 1\.3 established: (\S+), PSK identity (\S+)",
+                                 tgt.since(mark))
+                check(est and all(c == suite and i == ident for c, i in est),
+                      "target did not log %s with identity %s for this identify: %r"
+                      % (suite, ident, est))
 
             case("identify over TLS, " + tag, identify)
 

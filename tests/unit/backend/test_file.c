@@ -14,6 +14,7 @@
 
 #include "backend/backend_impl.h"
 #include "bt.h"
+#include "common/log.h"
 #include "tap.h"
 
 static char path[64];
@@ -24,10 +25,13 @@ static void tmp_path(const char *dir)
 
 	snprintf(path, sizeof(path), "%s/nvtcp-test-file-XXXXXX", dir);
 	fd = mkstemp(path);
+	TAP_CHECK(fd >= 0);
 	if (fd >= 0)
 		close(fd);
 }
 
+/* Open path as a file backend. io_uring is required: a backend that cannot be opened fails
+ * the case (callers then return early, with the case already failed). */
 static struct nvtcp_backend *open_file(uint64_t size, bool readonly)
 {
 	struct nvtcp_backend_conf conf = {
@@ -35,8 +39,11 @@ static struct nvtcp_backend *open_file(uint64_t size, bool readonly)
 	struct nvtcp_backend *be = NULL;
 	char err[300];
 
-	if (nvtcp_backend_open(&conf, &be, err, sizeof(err)) < 0)
-		printf("# open %s: %s\n", path, err);
+	if (nvtcp_backend_open(&conf, &be, err, sizeof(err)) < 0 || !be) {
+		tap_case_failed = 1;
+		printf("# FAIL %s:%d: open %s: %s\n", __FILE__, __LINE__, path, err);
+		return NULL;
+	}
 	return be;
 }
 
@@ -179,8 +186,10 @@ static void check_zeroing(const char *dir, enum nvtcp_bio_op op, uint64_t off, u
 	char *pat = malloc(size), *buf = malloc(size);
 	struct stat st;
 
+	*blocks_before = *blocks_after = 0;
 	tmp_path(dir);
 	be = open_file(size, false);
+	TAP_CHECK(pat && buf);
 	if (!be || !pat || !buf)
 		goto out;
 	TAP_CHECK_EQ(nvtcp_backend_channel_open(be, &ch), 0);
@@ -211,19 +220,68 @@ static void test_write_zeroes(void)
 	printf("# ext4 write zeroes: %ld -> %ld blocks\n", (long)before, (long)after);
 }
 
+/* Whether dir's filesystem refuses FALLOC_FL_ZERO_RANGE (EOPNOTSUPP): 1 yes, 0 no, -1 unknown. */
+static int no_zero_range(const char *dir)
+{
+	int fd, ret;
+
+	tmp_path(dir);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	ret = ftruncate(fd, 8192) == 0 && fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 4096) < 0
+		      ? (errno == EOPNOTSUPP ? 1 : -1)
+		      : 0;
+	close(fd);
+	unlink(path);
+	return ret;
+}
+
 /* tmpfs has no FALLOC_FL_ZERO_RANGE: the backend must fall back to writing zeroes, in
- * several 64 KiB chunks here. */
+ * several 64 KiB chunks here. That it did is read from its debug log line (stderr captured
+ * in a file while the zeroing runs). */
 static void test_write_zeroes_fallback(void)
 {
+	static const char want[] = "no FALLOC_FL_ZERO_RANGE, writing zeroes";
+	enum log_level level = log_threshold;
+	char logpath[] = "/tmp/nvtcp-test-file-log-XXXXXX", logbuf[4096];
 	blkcnt_t before, after;
+	int logfd, saved, zr;
+	ssize_t n;
 
 	if (access("/dev/shm", W_OK) < 0) {
-		tap_case_failed = 0;
-		printf("# no writable /dev/shm: fallback not exercised here\n");
+		tap_skip("no writable /dev/shm: fallback not exercised here");
 		return;
 	}
+	zr = no_zero_range("/dev/shm");
+	TAP_CHECK(zr >= 0);
+	if (zr == 0)
+		tap_skip("/dev/shm accepts FALLOC_FL_ZERO_RANGE: fallback not reachable here");
+	if (zr <= 0)
+		return;
+	logfd = mkstemp(logpath);
+	TAP_CHECK(logfd >= 0);
+	if (logfd < 0)
+		return;
+	unlink(logpath);
+	fflush(stdout);
+	saved = dup(STDERR_FILENO);
+	TAP_CHECK(saved >= 0 && dup2(logfd, STDERR_FILENO) == STDERR_FILENO);
+	log_set_level(LOG_LEVEL_DEBUG);
 	check_zeroing("/dev/shm", NVTCP_BIO_WRITE_ZEROES, 4096, 200 * 1024 + 512, &before, &after);
+	log_set_level(level);
+	if (saved >= 0) {
+		dup2(saved, STDERR_FILENO);
+		close(saved);
+	}
+	n = pread(logfd, logbuf, sizeof(logbuf) - 1, 0);
+	close(logfd);
+	logbuf[n > 0 ? n : 0] = 0;
 	printf("# tmpfs write zeroes (fallback): %ld -> %ld blocks\n", (long)before, (long)after);
+	if (!strstr(logbuf, want))
+		for (char *line = strtok(logbuf, "\n"); line; line = strtok(NULL, "\n"))
+			printf("# backend log: %s\n", line);
+	TAP_CHECK(strstr(logbuf, want) != NULL); /* the zero-write path was taken */
 }
 
 static void test_discard(void)
