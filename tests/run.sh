@@ -97,6 +97,18 @@ fi
 
 # 5. Kernel interop (qemu guests in a private network namespace).
 if [ "${NVTCP_SKIP_INTEROP:-0}" != 1 ]; then
+	# What the harness needs (qemu, the 6.1 and 6.12 kernels, nvme-cli, fio): its own setup
+	# installs only what is missing, so a fresh machine needs nothing else.
+	kp=../shared/kernel-peer/setup.sh
+	if [ -f "$kp" ]; then
+		log "interop: kernel-peer setup"
+		KP_EXTRA_KERNELS="linux-image-6.12-amd64" bash "$kp" >kernel-peer-setup.log 2>&1
+		st=$?
+		tail -2 kernel-peer-setup.log
+		record "kernel-peer setup" $st
+	else
+		record "interop: ../shared/kernel-peer missing beside the repository" 1
+	fi
 	for t in tests/interop/kernel-host.sh tests/interop/kernel-target.sh \
 		tests/interop/kernel-host-auth.sh tests/interop/kernel-target-auth.sh; do
 		[ -f "$t" ] || { record "$t (missing)" 1; continue; }

@@ -149,6 +149,19 @@ static void test_read_after_write(void)
 	unlink(path);
 }
 
+static bool stats_are(struct nvtcp_backend *be, uint64_t dsync_writes, uint64_t syncs)
+{
+	struct nvtcp_backend_stats st;
+
+	nvtcp_backend_get_stats(be, &st);
+	if (st.dsync_writes == dsync_writes && st.syncs == syncs)
+		return true;
+	printf("# stats: %llu DSYNC writes, %llu syncs; expected %llu, %llu\n",
+	       (unsigned long long)st.dsync_writes, (unsigned long long)st.syncs,
+	       (unsigned long long)dsync_writes, (unsigned long long)syncs);
+	return false;
+}
+
 static void test_fua_and_flush(void)
 {
 	struct nvtcp_backend *be;
@@ -162,18 +175,34 @@ static void test_fua_and_flush(void)
 		return;
 	TAP_CHECK_EQ(nvtcp_backend_channel_open(be, &ch), 0);
 	bt_fill(src, sizeof(src), 9);
+	/* what reached the file is counted: a plain write is not made durable, a FUA one is
+	 * (RWF_DSYNC), a Flush is one data sync, FUA on write zeroes adds one */
+	TAP_CHECK(stats_are(be, 0, 0));
+	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_WRITE, 0, src, 4096), 0);
+	TAP_CHECK(stats_are(be, 0, 0));
 	TAP_CHECK_EQ(bt_iov(ch, NVTCP_BIO_WRITE, 8192, &iov, 1, 8192, true), 0);
+	TAP_CHECK(stats_are(be, 1, 0));
 	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_READ, 8192, dst, 8192), 0);
 	TAP_CHECK_MEM(dst, src, 8192);
 	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_FLUSH, 0, NULL, 0), 0);
-	/* FUA on write zeroes adds a sync stage */
+	TAP_CHECK(stats_are(be, 1, 1));
 	TAP_CHECK_EQ(bt_iov(ch, NVTCP_BIO_WRITE_ZEROES, 8192, NULL, 0, 4096, true), 0);
+	TAP_CHECK(stats_are(be, 1, 2));
 	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_READ, 8192, dst, 8192), 0);
 	TAP_CHECK(bt_is_zero(dst, 4096));
 	TAP_CHECK_MEM(dst + 4096, src + 4096, 4096);
 	nvtcp_backend_channel_close(ch);
 	nvtcp_backend_close(be);
 	unlink(path);
+}
+
+/* nvtcp_backend_usage of a file namespace: the blocks the file has, at most its size. */
+static void check_usage(struct nvtcp_backend *be, const struct stat *st, uint64_t size)
+{
+	uint64_t used = ~0ull, blocks = (uint64_t)st->st_blocks * 512;
+
+	TAP_CHECK_EQ(nvtcp_backend_usage(be, &used), 0);
+	TAP_CHECK_EQ(used, blocks < size ? blocks : size);
 }
 
 /* Write a pattern, zero a span with op, check the span reads zeroes and the rest survived. */
@@ -198,9 +227,11 @@ static void check_zeroing(const char *dir, enum nvtcp_bio_op op, uint64_t off, u
 	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_FLUSH, 0, NULL, 0), 0);
 	stat(path, &st);
 	*blocks_before = st.st_blocks;
+	check_usage(be, &st, size);
 	TAP_CHECK_EQ(bt_io(ch, op, off, NULL, len), 0);
 	stat(path, &st);
 	*blocks_after = st.st_blocks;
+	check_usage(be, &st, size);
 	TAP_CHECK_EQ(bt_io(ch, NVTCP_BIO_READ, 0, buf, size), 0);
 	memset(pat + off, 0, len);
 	TAP_CHECK_MEM(buf, pat, size);
