@@ -9,7 +9,7 @@
 # binary fuzz_NAME, corpus tests/fuzz/corpus/NAME) for SECONDS over a scratch copy of its
 # corpus, so the committed corpus is never changed. A crash, leak, timeout or sanitizer
 # report fails the target's case; the reproducer is kept and its path printed.
-# Without clang every case is skipped.
+# Without clang it fails (clang is a dependency: scripts/deps.sh installs it).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
