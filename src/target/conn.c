@@ -47,12 +47,11 @@ enum tgt_conn_state {
 };
 
 enum tgt_creq_state {
-	TGT_CREQ_FREE,	   /* on conn->free_reqs */
-	TGT_CREQ_CAPSULE,  /* CapsuleCmd header seen, its in-capsule data still arriving */
-	TGT_CREQ_R2T_WAIT, /* write waiting for an R2T slot (MAXR2T), on conn->r2t_wait */
-	TGT_CREQ_H2C,	   /* R2T sent (or queued), H2CData arriving */
-	TGT_CREQ_EXEC,	   /* owned by the core: between req->execute and tgt_req_complete */
-	TGT_CREQ_SEND,	   /* data and response queued; freed when the last send completes */
+	TGT_CREQ_FREE,	  /* on conn->free_reqs */
+	TGT_CREQ_CAPSULE, /* CapsuleCmd header seen, its in-capsule data still arriving */
+	TGT_CREQ_H2C,	  /* R2T sent (or queued), H2CData arriving */
+	TGT_CREQ_EXEC,	  /* owned by the core: between req->execute and tgt_req_complete */
+	TGT_CREQ_SEND,	  /* data and response queued; freed when the last send completes */
 	TGT_CREQ_STATE_COUNT
 };
 
@@ -99,9 +98,8 @@ struct tgt_conn {
 	uint8_t *incap_skip; /* where bytes before an in-capsule offset land; made on first use */
 
 	/* R2T flow control */
-	uint32_t maxr2t;     /* R2Ts we may have outstanding: ICReq MAXR2T + 1 */
+	uint32_t maxr2t;     /* ICReq MAXR2T + 1: R2Ts per command (we send one), for the log */
 	uint32_t r2t_active; /* requests in TGT_CREQ_H2C */
-	struct list_head r2t_wait;
 
 	struct loop_work flush_work; /* send what was queued this turn */
 	unsigned turn_cmds;	     /* commands this turn: see tgt_conn_flush_early */
@@ -122,18 +120,16 @@ struct tgt_conn {
 
 /* Request transitions (anything else is a bug of ours, not of the peer):
  *   FREE     -> CAPSULE   [tgt_conn_capsule_header]  CapsuleCmd header received
- *   CAPSULE  -> R2T_WAIT  [tgt_creq_dispatch]        write needing data from the host
+ *   CAPSULE  -> H2C       [tgt_creq_send_r2t]        write needing data from the host
  *   CAPSULE  -> EXEC      [tgt_creq_execute/fail]    data complete, or the command failed
- *   R2T_WAIT -> H2C       [tgt_creq_send_r2t]        an R2T slot freed up (MAXR2T)
  *   H2C      -> EXEC      [tgt_conn_h2c_done]        last H2CData byte received
  *   EXEC     -> SEND      [tgt_conn_req_complete]    the core completed it
  *   SEND     -> FREE      [tgt_creq_tx_done]         last send completed
- *   CAPSULE, R2T_WAIT, H2C -> FREE [tgt_conn_close]  connection closed, nothing in flight */
+ *   CAPSULE, H2C -> FREE [tgt_conn_close]            connection closed, nothing in flight */
 static const bool tgt_creq_allowed[TGT_CREQ_STATE_COUNT][TGT_CREQ_STATE_COUNT] = {
 	[TGT_CREQ_FREE] = {[TGT_CREQ_CAPSULE] = true},
 	[TGT_CREQ_CAPSULE] =
-		{[TGT_CREQ_R2T_WAIT] = true, [TGT_CREQ_EXEC] = true, [TGT_CREQ_FREE] = true},
-	[TGT_CREQ_R2T_WAIT] = {[TGT_CREQ_H2C] = true, [TGT_CREQ_FREE] = true},
+		{[TGT_CREQ_H2C] = true, [TGT_CREQ_EXEC] = true, [TGT_CREQ_FREE] = true},
 	[TGT_CREQ_H2C] = {[TGT_CREQ_EXEC] = true, [TGT_CREQ_FREE] = true},
 	[TGT_CREQ_EXEC] = {[TGT_CREQ_SEND] = true},
 	[TGT_CREQ_SEND] = {[TGT_CREQ_FREE] = true},
@@ -575,28 +571,19 @@ static void tgt_creq_fail(struct tgt_creq *r)
 		tgt_req_complete(&r->req);
 }
 
-static void tgt_conn_start_r2t(struct tgt_conn *c)
-{
-	while (c->r2t_active < c->maxr2t && !list_empty(&c->r2t_wait)) {
-		struct tgt_creq *r = list_first_entry(&c->r2t_wait, struct tgt_creq, entry);
-
-		list_del(&r->entry);
-		tgt_creq_send_r2t(r);
-	}
-}
-
 /* All data of the command is in (or there was none): run it, fail it, or ask for data. */
 static void tgt_creq_dispatch(struct tgt_creq *r)
 {
-	struct tgt_conn *c = r->conn;
-
 	if (r->xport_status || r->init_failed) {
 		tgt_creq_fail(r);
 	} else if (r->req.xfer == TGT_XFER_TO_CTRL && !r->req.incapsule && r->req.data_len > 0 &&
 		   r->h2c_done < r->req.data_len) {
-		tgt_creq_set_state(r, TGT_CREQ_R2T_WAIT);
-		list_add_tail(&r->entry, &c->r2t_wait);
-		tgt_conn_start_r2t(c);
+		/* Its R2T now, whatever else waits for data: MAXR2T limits the R2Ts outstanding
+		 * for one command (the spec's "for a command", as Linux and SPDK hosts count it)
+		 * and a command gets one, for its whole transfer. Holding a queue's next Write
+		 * back until the previous one's data was in cost a round trip per Write above the
+		 * in-capsule size. */
+		tgt_creq_send_r2t(r);
 	} else {
 		tgt_creq_execute(r);
 	}
@@ -786,7 +773,6 @@ static void tgt_conn_h2c_done(struct tgt_conn *c)
 		return;
 	c->r2t_active--;
 	tgt_creq_dispatch(r);
-	tgt_conn_start_r2t(c);
 }
 
 static void tgt_conn_icresp_done(struct stream_tx *tx, int status)
@@ -1030,8 +1016,6 @@ void tgt_conn_close(struct tgt_conn *c, const char *reason)
 	for (unsigned i = 0; i < c->nr_slots; i++) {
 		struct tgt_creq *r = c->slots[i];
 
-		if (r->state == TGT_CREQ_R2T_WAIT)
-			list_del(&r->entry);
 		tgt_creq_try_free(r);
 	}
 	loop_defer(c->loop, &c->reap_work);
@@ -1111,7 +1095,6 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 	c->queue.ops = &tgt_conn_queue_ops;
 	list_init(&c->queue.ctrl_entry);
 	list_init(&c->free_reqs);
-	list_init(&c->r2t_wait);
 	c->flush_work.fn = tgt_conn_flush_work;
 	c->flush_work.ctx = c;
 	c->rx_work.fn = tgt_conn_rx_work;

@@ -141,9 +141,10 @@ void tgt_subsys_free(struct tgt_subsys *s)
 			/* (after the channels: every bio has completed) */
 			nvtcp_backend_get_stats(ns->backend, &st);
 			if (st.dsync_writes || st.syncs)
-				log_info("%s ns %u: %llu FUA writes stored durably, %llu data syncs",
-					 s->nqn, ns->nsid, (unsigned long long)st.dsync_writes,
-					 (unsigned long long)st.syncs);
+				log_info(
+					"%s ns %u: %llu FUA writes stored durably, %llu data syncs",
+					s->nqn, ns->nsid, (unsigned long long)st.dsync_writes,
+					(unsigned long long)st.syncs);
 			nvtcp_backend_close(ns->backend);
 		}
 		free(tgt_core_ns(ns));

@@ -3,7 +3,8 @@
 # Wraps ../shared/kernel-peer/kernel-host.sh (never edits it). Three runs: plain, with header
 # and data digests, and plain against nvtcpd --zero-copy-reads (Reads of 64 KiB and more sent
 # by reference); each does discover (8009 and 4420), connect, id-ctrl, id-ns, fio verify over
-# 4K-128K random read/write, disconnect, and a clean guest kernel log.
+# 4K-512K random read/write at QD16 (Writes above 128 KiB go by R2T, several at once),
+# disconnect, and a clean guest kernel log.
 # Usage: tests/interop/kernel-host.sh [--build DIR] [--only none|both|zc]
 . "$(dirname "$0")/lib.sh"
 interop_args build-asan "none|both|zc" "$@"
@@ -23,6 +24,7 @@ for run in none both zc; do
 	# ASan: detect_leaks=0 turns LeakSanitizer off, so leaks (e.g. exit-time ones on SIGTERM
 	# paths) are neither reported nor fail the run; other ASan errors are still reported.
 	ASAN_OPTIONS=detect_leaks=0 KP_DIGEST=$digest "$kp/kernel-host.sh" --quiet $extra \
+		--fio-extra "--bsrange=4k-512k" \
 		--target-cmd "$nvtcpd --listen 10.213.0.1:4420 --listen 10.213.0.1:8009$tgt_extra" \
 		10.213.0.1 4420 "$nqn" 2>&1 | tee "$out"
 	st=${PIPESTATUS[0]}
