@@ -246,9 +246,12 @@ static int pdu_check_psh(const union wire_pdu *pdu, enum pdu_role role, const st
 		break;
 	case WIRE_PDU_H2C_DATA:
 		datal = le32_get(pdu->h2c.datal);
-		if (datal == 0 || datal != pdu_data_len(pdu) || datal > p->maxh2cdata)
+		if (datal == 0 || datal != pdu_data_len(pdu))
 			return pdu_fail(err, WIRE_FES_INVALID_HEADER_FIELD,
 					offsetof(struct wire_h2c_data, datal));
+		/* more than the ICResp allowed: Data Transfer Limit Exceeded (FEI reserved) */
+		if (datal > p->maxh2cdata)
+			return pdu_fail(err, WIRE_FES_R2T_LIMIT, 0);
 		break;
 	case WIRE_PDU_C2H_DATA:
 		/* A host treats SUCCESS without LAST_PDU as an error (Linux host, SPDK). */

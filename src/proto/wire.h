@@ -46,7 +46,7 @@ enum wire_fes {
 	WIRE_FES_PDU_SEQUENCE = 0x02,
 	WIRE_FES_HDGST = 0x03,
 	WIRE_FES_DATA_OUT_OF_RANGE = 0x04,
-	WIRE_FES_R2T_LIMIT = 0x05,
+	WIRE_FES_R2T_LIMIT = 0x05, /* data transfer limit exceeded: H2CData over MAXH2CDATA, R2Ts */
 	WIRE_FES_UNSUPPORTED_PARAM = 0x06, /* FEI: byte offset of the field */
 	WIRE_FES_COUNT
 };

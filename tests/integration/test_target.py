@@ -1167,7 +1167,7 @@ def t_datal_beyond_r2tl():
     cmd, r2t = r2t_write(q, big)
     if r2t.r2tl > LIM["TGT_MAXH2CDATA"]:
         q.send_raw(q.h2c(cmd.cid, r2t.ttag, 0, cmd.out_data[:LIM["TGT_MAXH2CDATA"] + 4096]))
-        expect_fatal(q, N.FES_INVALID_HEADER, 16, "DATAL > MAXH2CDATA")
+        expect_fatal(q, N.FES_R2T_LIMIT, 0, "DATAL > MAXH2CDATA (data transfer limit exceeded)")
         return "R2T covers more than MAXH2CDATA"
     return f"R2TL {r2t.r2tl}: DATAL > MAXH2CDATA not reachable"
 

@@ -215,7 +215,7 @@ def vectors():
     v.append(("err_term_req_plen", host, term_req(C2HTERM, 1, 0, payload(136)), fes(1, 4)))
     v.append(("err_h2c_datal_mismatch", ctrl, h2c_data(ctrl, payload(64), datal=60), fes(1, 16)))
     v.append(("err_h2c_datal_above_max", P("ctrl", maxh2cdata=4096),
-              h2c_data(ctrl, payload(4100)), fes(1, 16)))
+              h2c_data(ctrl, payload(4100)), fes(5, 0)))
     v.append(("err_h2c_datal_zero", ctrl, h2c_data(ctrl, b"", datal=0), fes(1, 16)))
     v.append(("err_r2t_r2tl_zero", host, r2t(host, r2tl=0), fes(1, 16)))
     v.append(("err_icreq_hpda", ctrl_pre, icreq(hpda=32), fes(1, 10)))
