@@ -475,9 +475,10 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	tgt_creq_queue(r, tx, TGT_TX_COPY);
 }
 
-/* Queue C2HData PDUs carrying the whole buffer; returns true if the last one carries SUCCESS
- * (no CapsuleResp follows). */
-static bool tgt_creq_send_data(struct tgt_creq *r)
+/* Queue C2HData PDUs carrying the whole buffer. Returns 1 if the last one carries SUCCESS (no
+ * CapsuleResp follows), 0 if a CapsuleResp must follow, -1 if the buffer could not be described
+ * (some PDUs may be queued, none with LAST_PDU): the command must then fail. */
+static int tgt_creq_send_data(struct tgt_creq *r)
 {
 	struct tgt_conn *c = r->conn;
 	const struct wire_cqe *cqe = &r->req.cqe;
@@ -500,7 +501,7 @@ static bool tgt_creq_send_data(struct tgt_creq *r)
 		/* chunks are TGT_POOL_CHUNK-aligned in the buffer: a C2HData spans few of them */
 		if (k < 0) {
 			log_err("%s: cid %u: read buffer layout", tgt_conn_name(c), cid);
-			return false;
+			return -1;
 		}
 		tx->iovcnt = 1 + k;
 		/* the digest is computed as the stream sends the data: the bytes may be the
@@ -520,7 +521,7 @@ static bool tgt_creq_send_data(struct tgt_creq *r)
 		else
 			tgt_creq_queue(r, tx, TGT_TX_COPY);
 	}
-	return success;
+	return success ? 1 : 0;
 }
 
 /* queue->ops->complete: the core is done with the request (req->cqe filled). */
@@ -538,9 +539,15 @@ static void tgt_conn_req_complete(struct tgt_req *req)
 		return;
 	}
 	if (req->xfer == TGT_XFER_FROM_CTRL && le16_get(req->cqe.status) == 0 &&
-	    req->data_len > 0 && r->nchunks > 0 && tgt_creq_send_data(r)) {
-		tgt_creq_try_free(r);
-		return;
+	    req->data_len > 0 && r->nchunks > 0) {
+		int sent = tgt_creq_send_data(r);
+
+		if (sent > 0) {
+			tgt_creq_try_free(r);
+			return;
+		}
+		if (sent < 0) /* never a success for data that did not all go out */
+			le16_put(req->cqe.status, NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_INTERNAL));
 	}
 	tx->iov[0].iov_base = r->hdr[TGT_CREQ_TX_RESP];
 	tx->iov[0].iov_len =
