@@ -258,6 +258,20 @@ static void host_conn_flush_early(struct host_conn *c)
 	stream_flush_early(&c->stream, &c->turn_cmds, !c->woke, 0);
 }
 
+int host_conn_check_data(const struct iovec *iov, int iovcnt)
+{
+	uint64_t len = 0;
+
+	if (iovcnt < 0 || iovcnt > NVTCP_IOV_MAX)
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		len += iov[i].iov_len;
+		if (len > UINT32_MAX)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const struct iovec *iov,
 		     int iovcnt, bool write, nvtcp_cb cb, void *arg)
 {
@@ -269,12 +283,10 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 
 	if (c->state != HOST_CONN_LIVE)
 		return c->err ? c->err : -ENOTCONN;
-	if (iovcnt < 0 || iovcnt > NVTCP_IOV_MAX)
+	if (host_conn_check_data(iov, iovcnt) < 0)
 		return -EINVAL;
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	if (len > UINT32_MAX)
-		return -EINVAL;
 	if (c->nr_free == 0)
 		return -EBUSY;
 
@@ -750,10 +762,8 @@ int host_conn_open(int fd, const struct host_conn_opts *opts, struct host_conn *
 	}
 	c->nr_free = opts->nr_slots;
 	r = stream_init(&c->stream, fd, PDU_ROLE_HOST, 0, &host_stream_cbs, c);
-	if (r < 0) {
-		fd = -1; /* whether closed or not, the stream was given it */
-		goto err_free;
-	}
+	if (r < 0)
+		goto err_free; /* the fd is still ours: closed there */
 	c->stream_live = true;
 	c->state = HOST_CONN_NEW;
 	*out = c;

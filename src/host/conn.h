@@ -108,6 +108,10 @@ int host_conn_start(struct host_conn *c);
 /* Send ICReq and wait (blocking, poll(2)) up to timeout_ms for a valid ICResp. A bad ICResp
  * is answered with an H2CTermReq. Returns 0 or -errno (-EPROTO for a bad ICResp, -ETIMEDOUT). */
 int host_conn_connect(struct host_conn *c, int timeout_ms);
+/* The data a command may carry: 0..NVTCP_IOV_MAX iovecs, at most 4 GiB - 1 in all (the SGL's
+ * length field). Returns 0 or -EINVAL; host_conn_submit checks it, and so must anything that
+ * holds a command to submit it later. */
+int host_conn_check_data(const struct iovec *iov, int iovcnt);
 /* Submit one command. sqe: opcode, NSID and CDWs filled in by the caller; CID, PSDT and SGL1
  * are set here. iov (<= NVTCP_IOV_MAX entries, borrowed until cb) is the data; write says its
  * direction. Returns 0, -EBUSY (no free slot), -EINVAL, or the queue's error once failed. */

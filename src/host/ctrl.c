@@ -1223,7 +1223,9 @@ static int ioq_submit(struct nvtcp_io_queue *q, const struct wire_sqe *sqe, cons
 		return host_conn_submit(q->conn, sqe, iov, iovcnt, write, cb, arg);
 	if (ctrl_state_check(q->ctrl) == CTRL_DEAD)
 		return -ETIMEDOUT;
-	if (iovcnt < 0 || iovcnt > NVTCP_IOV_MAX)
+	/* what the connection would refuse is refused now: a held command is resubmitted until
+	 * it is accepted */
+	if (host_conn_check_data(iov, iovcnt) < 0)
 		return -EINVAL;
 	if (q->nr_held + (q->conn ? q->conn->outstanding : 0) >= ioq_slots(q))
 		return -EBUSY;

@@ -154,9 +154,9 @@ struct stream {
 	uint64_t tx_zc_bytes; /* of tx_bytes, sent by reference through the pipe */
 };
 
-/* Set up a stream on a connected non-blocking fd (ownership of fd passes to the stream: it is
- * closed by stream_fini). role picks which PDUs are accepted; ring_size 0 means the default.
- * Returns 0 or -ENOMEM. */
+/* Set up a stream on a connected non-blocking fd. On success the fd is the stream's (closed by
+ * stream_fini); on failure it stays the caller's. role picks which PDUs are accepted; ring_size 0
+ * means the default. Returns 0 or -ENOMEM. */
 int stream_init(struct stream *s, int fd, enum pdu_role role, size_t ring_size,
 		const struct stream_cbs *cbs, void *ctx);
 /* Fail every queued tx with -ECONNABORTED, free the ring, close the fd. */

@@ -689,6 +689,26 @@ static void test_early_flush(void)
 	early_flush_run(false, 1);
 }
 
+/* What a command may carry, checked alike on the live connection and when a reconnecting
+ * queue holds the command for later (a held command that could never be accepted was kept). */
+static void test_check_data(void)
+{
+	struct iovec v[NVTCP_IOV_MAX + 1];
+
+	for (int i = 0; i <= NVTCP_IOV_MAX; i++)
+		v[i] = (struct iovec){NULL, 4096};
+	TAP_CHECK_EQ(host_conn_check_data(NULL, 0), 0);
+	TAP_CHECK_EQ(host_conn_check_data(v, NVTCP_IOV_MAX), 0);
+	TAP_CHECK_EQ(host_conn_check_data(v, NVTCP_IOV_MAX + 1), -EINVAL);
+	TAP_CHECK_EQ(host_conn_check_data(v, -1), -EINVAL);
+	v[0].iov_len = UINT32_MAX - 4096;
+	TAP_CHECK_EQ(host_conn_check_data(v, 2), 0); /* exactly 4 GiB - 1 */
+	v[1].iov_len = 4097;
+	TAP_CHECK_EQ(host_conn_check_data(v, 2), -EINVAL);
+	v[0].iov_len = SIZE_MAX; /* no wrap-around */
+	TAP_CHECK_EQ(host_conn_check_data(v, 2), -EINVAL);
+}
+
 static void test_icresp_ok(void)
 {
 	struct fake f;
@@ -749,6 +769,7 @@ static void test_exec_timeout_not_held(void)
 
 int main(void)
 {
+	TAP_RUN(test_check_data);
 	TAP_RUN(test_icresp_ok);
 	TAP_RUN(test_read_c2h_placement);
 	TAP_RUN(test_read_success_flag);
