@@ -123,8 +123,10 @@ struct nvtcp_cpl {
 #define NVTCP_STATUS_DNR(s) (((s) >> 14) & 0x1)
 
 /* Completion callback: runs on the thread that polls the queue, inside nvtcp_queue_poll() or a
- * synchronous wrapper. It may submit new commands on the same queue. cpl is valid only during
- * the call. The data buffer given at submission is the caller's again once this runs. */
+ * synchronous wrapper. It may submit new commands on the same queue, but not poll or wait on it:
+ * nvtcp_queue_poll(), nvtcp_queue_wait(), nvtcp_read() and nvtcp_write() on that queue return
+ * -EDEADLK there. cpl is valid only during the call. The data buffer given at submission is the
+ * caller's again once this runs. */
 typedef void (*nvtcp_cb)(void *arg, const struct nvtcp_cpl *cpl);
 
 /* Read/write flags */

@@ -51,6 +51,7 @@ struct nvtcp_io_queue {
 	unsigned nr_held;
 	uint64_t next_attempt_ms;
 	unsigned auth_gen; /* last ctrl->auth_gen this queue (re-)authenticated for */
+	bool polling;	   /* inside nvtcp_queue_poll/wait or a sync call: callbacks may run */
 };
 
 /* Controller state for reconnection. */
@@ -1325,7 +1326,7 @@ NVTCP_EXPORT int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid,
 	return ioq_submit(q, &sqe, &iov, 1, true, cb, arg);
 }
 
-NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
+static int ioq_poll(struct nvtcp_io_queue *q, unsigned max)
 {
 	int r;
 
@@ -1346,7 +1347,7 @@ NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
 	return r;
 }
 
-NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
+static int ioq_wait(struct nvtcp_io_queue *q, int timeout_ms)
 {
 	int r;
 
@@ -1369,6 +1370,32 @@ NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
 	r = host_conn_wait(q->conn, timeout_ms);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
 		return MIN(ioq_recover(q), 0);
+	return r;
+}
+
+/* A completion callback runs inside these; polling the same queue from there would run the
+ * receive path (and maybe tear the connection down) under the caller's feet. */
+NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
+{
+	int r;
+
+	if (q->polling)
+		return -EDEADLK;
+	q->polling = true;
+	r = ioq_poll(q, max);
+	q->polling = false;
+	return r;
+}
+
+NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
+{
+	int r;
+
+	if (q->polling)
+		return -EDEADLK;
+	q->polling = true;
+	r = ioq_wait(q, timeout_ms);
+	q->polling = false;
 	return r;
 }
 
@@ -1420,8 +1447,25 @@ static void ctrl_sync_abandon(struct nvtcp_io_queue *q, struct ctrl_sync *s, int
 			q->held[q->nr_held++] = q->held[i];
 }
 
+static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
+			       uint32_t nlb, void *buf, size_t len, unsigned flags);
+
+/* The synchronous calls poll the queue: not from its own completion callbacks (-EDEADLK). */
 static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
 			uint32_t nlb, void *buf, size_t len, unsigned flags)
+{
+	int r;
+
+	if (q->polling)
+		return -EDEADLK;
+	q->polling = true;
+	r = ctrl_sync_rw_locked(q, opc, nsid, slba, nlb, buf, len, flags);
+	q->polling = false;
+	return r;
+}
+
+static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
+			       uint32_t nlb, void *buf, size_t len, unsigned flags)
 {
 	struct nvtcp_ctrl *ctrl = q->ctrl;
 	size_t bs, chunk_blocks;
@@ -1441,7 +1485,7 @@ static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, ui
 		/* Other commands may hold every slot: poll until one frees up. */
 		while ((r = ioq_submit_rw(q, opc, nsid, slba, n, &iov, 1, flags, ctrl_sync_cb,
 					  &s)) == -EBUSY) {
-			r = nvtcp_queue_wait(q, 10);
+			r = ioq_wait(q, 10);
 			if (r < 0)
 				return r;
 		}
@@ -1456,7 +1500,7 @@ static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, ui
 				host_conn_fail(q->conn, -ETIMEDOUT);
 				deadline = host_now_ms() + (uint64_t)ctrl->io_timeout_ms;
 			}
-			r = nvtcp_queue_wait(q, 100);
+			r = ioq_wait(q, 100);
 			if (r < 0 && !s.done) {
 				ctrl_sync_abandon(q, &s, r);
 				return r;

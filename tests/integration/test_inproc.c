@@ -281,6 +281,52 @@ static int inproc_wait(struct nvtcp_io_queue *q, struct inproc_done *d)
 	return d->done ? (d->cpl.err ? d->cpl.err : d->cpl.status) : -ETIMEDOUT;
 }
 
+/* A completion callback may submit on its queue but not poll it: the nested calls return
+ * -EDEADLK and nothing else happens (the queue stays usable). */
+struct inproc_nested {
+	struct nvtcp_io_queue *q;
+	int poll_r, wait_r, read_r, write_r, submit_r;
+	struct inproc_done again;
+	bool ran;
+};
+
+static void inproc_nested_cb(void *arg, const struct nvtcp_cpl *cpl)
+{
+	struct inproc_nested *n = arg;
+	static char blk[INPROC_BS];
+
+	n->ran = true;
+	n->poll_r = nvtcp_queue_poll(n->q, 0);
+	n->wait_r = nvtcp_queue_wait(n->q, 0);
+	n->read_r = nvtcp_read(n->q, 1, 0, 1, blk, sizeof(blk));
+	n->write_r = nvtcp_write(n->q, 1, 0, 1, blk, sizeof(blk), 0);
+	n->submit_r = nvtcp_submit_flush(n->q, 1, inproc_done_cb, &n->again);
+}
+
+static void test_no_poll_in_callback(void)
+{
+	struct inproc_nested n = {0};
+	struct inproc_done d = {0};
+
+	if (!inproc_ctrl) {
+		TAP_CHECK(inproc_ctrl != NULL);
+		return;
+	}
+	n.q = nvtcp_ctrl_io_queue(inproc_ctrl, 0);
+	TAP_CHECK_EQ(nvtcp_submit_flush(n.q, 1, inproc_nested_cb, &n), 0);
+	for (int i = 0; i < 1000 && !n.ran; i++)
+		TAP_CHECK(nvtcp_queue_wait(n.q, 10) >= 0);
+	TAP_CHECK(n.ran);
+	TAP_CHECK_EQ(n.poll_r, -EDEADLK);
+	TAP_CHECK_EQ(n.wait_r, -EDEADLK);
+	TAP_CHECK_EQ(n.read_r, -EDEADLK);
+	TAP_CHECK_EQ(n.write_r, -EDEADLK);
+	TAP_CHECK_EQ(n.submit_r, 0);		     /* submitting is fine */
+	TAP_CHECK_EQ(inproc_wait(n.q, &n.again), 0); /* and completes */
+	TAP_CHECK_EQ(nvtcp_submit_flush(n.q, 1, inproc_done_cb, &d), 0);
+	TAP_CHECK_EQ(inproc_wait(n.q, &d), 0);
+}
+
 static void test_misc_cmds(void)
 {
 	struct nvtcp_io_queue *q;
@@ -413,6 +459,7 @@ int main(void)
 	TAP_RUN(test_admin);
 	TAP_RUN(test_async);
 	TAP_RUN(test_misc_cmds);
+	TAP_RUN(test_no_poll_in_callback);
 	TAP_RUN(test_sync_poll_failure);
 	TAP_RUN(test_stop);
 	return tap_done();
