@@ -268,10 +268,14 @@ int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max);
  * pending) or timeout_ms passes (-1 = forever), then nvtcp_queue_poll(). Same return. */
 int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms);
 /* The socket to watch for integration into an external event loop: wait for POLLIN, and for
- * POLLOUT when nvtcp_queue_needs_write(); then call nvtcp_queue_poll(). -1 once failed or
- * while reconnecting (then call nvtcp_queue_poll() every few ms); it changes on reconnect. */
+ * POLLOUT when nvtcp_queue_needs_write(); then call nvtcp_queue_poll(), and call it again
+ * without waiting while nvtcp_queue_has_input(): a poll stops at its budget (max PDUs) with
+ * the rest already received, where the socket will not report it again (a TLS connection may
+ * also hold decrypted records). -1 once failed or while reconnecting (then call
+ * nvtcp_queue_poll() every few ms); it changes on reconnect. */
 int nvtcp_queue_fd(const struct nvtcp_io_queue *q);
 bool nvtcp_queue_needs_write(const struct nvtcp_io_queue *q);
+bool nvtcp_queue_has_input(const struct nvtcp_io_queue *q);
 /* Commands submitted and not yet completed (including those held while reconnecting). */
 unsigned nvtcp_queue_outstanding(const struct nvtcp_io_queue *q);
 /* Commands the queue can hold at once (queue size - 1). */

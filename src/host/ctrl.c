@@ -1409,6 +1409,11 @@ NVTCP_EXPORT bool nvtcp_queue_needs_write(const struct nvtcp_io_queue *q)
 	return q->conn && !host_conn_is_failed(q->conn) && stream_tx_pending(&q->conn->stream);
 }
 
+NVTCP_EXPORT bool nvtcp_queue_has_input(const struct nvtcp_io_queue *q)
+{
+	return q->conn && !host_conn_is_failed(q->conn) && stream_rx_pending(&q->conn->stream);
+}
+
 NVTCP_EXPORT unsigned nvtcp_queue_outstanding(const struct nvtcp_io_queue *q)
 {
 	return (q->conn ? q->conn->outstanding : 0) + q->nr_held;
