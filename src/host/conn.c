@@ -272,8 +272,20 @@ int host_conn_check_data(const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
+static int host_conn_submit_slot(struct host_conn *c, const struct wire_sqe *sqe,
+				 const struct iovec *iov, int iovcnt, bool write, nvtcp_cb cb,
+				 void *arg, unsigned keep_free);
+
 int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const struct iovec *iov,
 		     int iovcnt, bool write, nvtcp_cb cb, void *arg)
+{
+	return host_conn_submit_slot(c, sqe, iov, iovcnt, write, cb, arg, c->exec_waiting);
+}
+
+/* Submit into a free slot, leaving keep_free of them unused (-EBUSY otherwise). */
+static int host_conn_submit_slot(struct host_conn *c, const struct wire_sqe *sqe,
+				 const struct iovec *iov, int iovcnt, bool write, nvtcp_cb cb,
+				 void *arg, unsigned keep_free)
 {
 	struct host_req *req;
 	struct wire_sqe cmd = *sqe;
@@ -287,7 +299,7 @@ int host_conn_submit(struct host_conn *c, const struct wire_sqe *sqe, const stru
 		return -EINVAL;
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	if (c->nr_free == 0)
+	if (c->nr_free <= keep_free)
 		return -EBUSY;
 
 	req = &c->reqs[c->free_cids[--c->nr_free]];
@@ -712,11 +724,24 @@ int host_conn_exec(struct host_conn *c, const struct wire_sqe *sqe, void *buf, s
 {
 	struct host_exec_ctx x = {0};
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	uint64_t deadline = host_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
 	int r;
 
-	r = host_conn_submit(c, sqe, &iov, len ? 1 : 0, write, host_exec_cb, &x);
+	/* Every slot busy (e.g. re-authentication on a full I/O queue): wait for a completion
+	 * to free one, which other submissions meanwhile may not take. */
+	c->exec_waiting++;
+	while (c->nr_free == 0 && c->state == HOST_CONN_LIVE && host_now_ms() < deadline) {
+		r = host_conn_wait(c, (int)MIN(deadline - host_now_ms(), 100));
+		if (r < 0)
+			break;
+	}
+	c->exec_waiting--;
+	r = host_conn_submit_slot(c, sqe, &iov, len ? 1 : 0, write, host_exec_cb, &x, 0);
+	if (r == -EBUSY)
+		log_warn("%s: no free slot for an internal command within %d ms", c->name,
+			 timeout_ms);
 	if (r < 0)
-		return r;
+		return r == -EBUSY ? -ETIMEDOUT : r;
 	r = host_conn_run_until(c, &x.done, timeout_ms);
 	if (!x.done) {
 		host_exec_abandon(c, &x, r < 0 ? r : -EIO);

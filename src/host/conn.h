@@ -78,6 +78,9 @@ struct host_conn {
 	struct stream stream;
 	bool stream_live;
 	bool in_poll;
+	/* host_conn_exec is waiting for a free slot (the queue was full): submissions through
+	 * host_conn_submit leave that many free, so that completions make room for it */
+	unsigned exec_waiting;
 	bool woke;	    /* this host_conn_poll follows a sleep in host_conn_wait */
 	unsigned turn_cmds; /* commands submitted in this poll: see host_conn_flush_early */
 	/* Within host_conn_poll: the completion count at which every command outstanding when it

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -709,6 +710,90 @@ static void test_check_data(void)
 	TAP_CHECK_EQ(host_conn_check_data(v, 2), -EINVAL);
 }
 
+/* host_conn_exec on a full queue (re-authentication under load): it waits for a completion
+ * to free a slot, which submissions from completion callbacks meanwhile may not take, instead
+ * of failing with -EBUSY (which failed the queue). */
+struct full_q {
+	struct host_conn *c;
+	int done, busy, resubmitted;
+};
+
+static void full_cb(void *arg, const struct nvtcp_cpl *cpl)
+{
+	struct full_q *q = arg;
+	struct wire_sqe s = {.opc = NVME_IO_FLUSH};
+	int r;
+
+	if (q->done++ > 0)
+		return; /* only the first completion tries to take its slot back */
+	r = host_conn_submit(q->c, &s, NULL, 0, false, full_cb, q);
+	q->busy += r == -EBUSY;
+	q->resubmitted += r == 0;
+}
+
+struct exec_ctrl {
+	struct fake *f;
+	int nr_user; /* user commands to expect first */
+	int exec_opc, bad;
+};
+
+static void *exec_ctrl_main(void *arg)
+{
+	struct exec_ctrl *x = arg;
+	struct fake_pdu *pdu = malloc(sizeof(*pdu));
+	uint16_t cids[32];
+
+	for (int i = 0; i < x->nr_user; i++) {
+		if (fake_recv(x->f, pdu) < 0 || pdu->type != WIRE_PDU_CAPSULE_CMD) {
+			x->bad++;
+			goto out;
+		}
+		cids[i] = le16_get(pdu->buf + 8 + 2);
+	}
+	fake_send_resp(x->f, cids[0], 0, 0); /* frees one slot */
+	if (fake_recv(x->f, pdu) < 0 || pdu->type != WIRE_PDU_CAPSULE_CMD) {
+		x->bad++;
+		goto out;
+	}
+	x->exec_opc = pdu->buf[8];
+	fake_send_resp(x->f, le16_get(pdu->buf + 8 + 2), 0, 0x1234);
+	for (int i = 1; i < x->nr_user; i++)
+		fake_send_resp(x->f, cids[i], 0, 0);
+out:
+	free(pdu);
+	return NULL;
+}
+
+static void test_exec_on_full_queue(void)
+{
+	struct fake f;
+	struct full_q q = {0};
+	struct exec_ctrl x = {.f = &f, .nr_user = 15};
+	struct wire_sqe flush = {.opc = NVME_IO_FLUSH}, fab = {.opc = NVME_FABRICS_OPC};
+	struct nvtcp_cpl cpl = {0};
+	pthread_t t;
+
+	TAP_CHECK_EQ(fake_open(&f, false, false, 4096, true), 0);
+	q.c = f.conn;
+	for (int i = 0; i < 15; i++)
+		TAP_CHECK_EQ(host_conn_submit(f.conn, &flush, NULL, 0, false, full_cb, &q), 0);
+	TAP_CHECK_EQ(host_conn_submit(f.conn, &flush, NULL, 0, false, full_cb, &q), -EBUSY);
+	TAP_CHECK(host_conn_poll(f.conn, 0) >= 0); /* the 15 leave */
+	TAP_CHECK_EQ(pthread_create(&t, NULL, exec_ctrl_main, &x), 0);
+	TAP_CHECK_EQ(host_conn_exec(f.conn, &fab, NULL, 0, false, 2000, &cpl), 0);
+	TAP_CHECK_EQ(cpl.dw0, 0x1234);
+	for (int i = 0; i < 200 && f.conn->outstanding > 0; i++)
+		TAP_CHECK(host_conn_wait(f.conn, 10) >= 0);
+	pthread_join(t, NULL);
+	TAP_CHECK_EQ(x.bad, 0);
+	TAP_CHECK_EQ(x.exec_opc, NVME_FABRICS_OPC);
+	TAP_CHECK_EQ(q.done, 15);
+	TAP_CHECK_EQ(q.busy, 1); /* the freed slot was kept for the internal command */
+	TAP_CHECK_EQ(q.resubmitted, 0);
+	TAP_CHECK_EQ(f.conn->outstanding, 0);
+	fake_close(&f);
+}
+
 static void test_icresp_ok(void)
 {
 	struct fake f;
@@ -770,6 +855,7 @@ static void test_exec_timeout_not_held(void)
 int main(void)
 {
 	TAP_RUN(test_check_data);
+	TAP_RUN(test_exec_on_full_queue);
 	TAP_RUN(test_icresp_ok);
 	TAP_RUN(test_read_c2h_placement);
 	TAP_RUN(test_read_success_flag);
