@@ -154,6 +154,15 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 	case CLI_OPT_DHCHAP_DHGROUP:
 		o->dhchap_dhgroups = arg;
 		return true;
+	case CLI_OPT_KATO: {
+		double v = cli_parse_seconds("kato", arg);
+
+		if (v < 0.01)
+			cli_die("kato", "'%s': the keep-alive timeout must be at least 0.01 s",
+				arg);
+		o->kato_ms = (unsigned)(v * 1000 + 0.5);
+		return true;
+	}
 	case CLI_OPT_CONNECT_TIMEOUT: {
 		double v = cli_parse_seconds("connect-timeout", arg);
 

@@ -58,6 +58,7 @@ enum cli_opt {
 		{"dhchap-hash", required_argument, NULL, CLI_OPT_DHCHAP_HASH},               \
 		{"dhchap-dhgroup", required_argument, NULL, CLI_OPT_DHCHAP_DHGROUP},         \
 		{"connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT},       \
+		{"kato", required_argument, NULL, CLI_OPT_KATO},                             \
 		{"tcp-congestion", required_argument, NULL, CLI_OPT_TCP_CC},                 \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
@@ -93,6 +94,9 @@ enum cli_opt {
 	"      --dhchap-dhgroup LIST  DH groups to offer: null, ffdhe2048..ffdhe8192 (default:\n"  \
 	"                        all)\n"                                                           \
 	"      --connect-timeout S  bound on connecting and on each admin command (default 10)\n"  \
+	"      --kato S          keep-alive timeout: a Keep Alive every S/2 seconds, the\n"        \
+	"                        controller counts as lost when one goes unanswered for S\n"       \
+	"                        (default 5; decimals ok)\n"                                       \
 	"      --tcp-congestion NAME  TCP congestion control (cubic, bbr, dctcp, reno, ...;\n"     \
 	"                        default: net.ipv4.tcp_congestion_control)\n"
 

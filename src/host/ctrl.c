@@ -79,6 +79,7 @@ struct nvtcp_ctrl {
 	uint64_t ka_interval_ms;
 	_Atomic uint64_t ka_next_ms;
 	bool ka_outstanding;
+	uint64_t ka_sent_ms; /* when the outstanding Keep Alive left (coarse clock) */
 	/* reconnection: state and gen are read lock-free by I/O threads; the rest under rc_lock */
 	struct nvtcp_ctrl_opts conn_opts; /* digests, queue count for reconnects */
 	struct tls_psk_key tls_key;	  /* conn_opts.tls: the parsed PSK, wiped at free */
@@ -239,11 +240,23 @@ static void ctrl_ka_tick_locked(struct nvtcp_ctrl *ctrl)
 	struct wire_sqe sqe = {.opc = NVME_ADMIN_KEEP_ALIVE};
 	uint64_t now = ctrl_now_coarse_ms();
 
-	if (!ctrl->admin || !ctrl->ka_interval_ms || ctrl->ka_outstanding ||
-	    now < atomic_load(&ctrl->ka_next_ms))
+	if (!ctrl->admin || !ctrl->ka_interval_ms)
+		return;
+	/* Unanswered for a whole KATO (two intervals): the controller is gone, or no longer
+	 * processing commands, even if the connection still stands. As Linux does, treat it as
+	 * a failed connection: reconnect, or fail what is outstanding. */
+	if (ctrl->ka_outstanding && !host_conn_is_failed(ctrl->admin) &&
+	    now - ctrl->ka_sent_ms >= 2ull * ctrl->ka_interval_ms) {
+		log_warn("%s:%s: Keep Alive unanswered after %llu ms: controller lost",
+			 ctrl->traddr, ctrl->trsvcid, (unsigned long long)(now - ctrl->ka_sent_ms));
+		host_conn_fail(ctrl->admin, -ETIMEDOUT);
+		return;
+	}
+	if (ctrl->ka_outstanding || now < atomic_load(&ctrl->ka_next_ms))
 		return;
 	if (host_conn_submit(ctrl->admin, &sqe, NULL, 0, false, ctrl_ka_done, ctrl) == 0) {
 		ctrl->ka_outstanding = true;
+		ctrl->ka_sent_ms = now;
 		atomic_store(&ctrl->ka_next_ms, now + ctrl->ka_interval_ms);
 	}
 }

@@ -445,6 +445,107 @@ def t_loss_timeout(port, cfg):
     check(not SAN_RE.search(err), "sanitizer report from perf:\n" + err[-3000:])
 
 
+class KaSwallowProxy:
+    """A TCP proxy to nvtcpd (no digests) that forwards every PDU but the CapsuleResp of each
+    Keep Alive: nvtcpd's keep-alive timer stays satisfied, the host hears no answer, as from a
+    controller that stopped processing commands while its connections stand."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target_port, self.swallowed = target_port, 0
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            t = socket.create_connection(("127.0.0.1", self.target_port))
+            self.socks += [c, t]
+            ka_cids = set()
+            threading.Thread(target=self.pump, args=(c, t, ka_cids, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(t, c, ka_cids, False), daemon=True).start()
+
+    def pump(self, src, dst, ka_cids, to_target):
+        import struct
+
+        def read_full(n):
+            b = b""
+            while len(b) < n:
+                chunk = src.recv(n - len(b))
+                if not chunk:
+                    raise EOFError
+                b += chunk
+            return b
+        try:
+            while True:
+                hdr = read_full(8)
+                pdu = hdr + read_full(struct.unpack_from("<I", hdr, 4)[0] - 8)
+                if to_target and pdu[0] == 0x04 and pdu[8] == 0x18:  # Keep Alive
+                    ka_cids.add(struct.unpack_from("<H", pdu, 10)[0])
+                elif not to_target and pdu[0] == 0x05:  # CapsuleResp
+                    cid = struct.unpack_from("<H", pdu, 8 + 12)[0]
+                    if cid in ka_cids:
+                        ka_cids.discard(cid)
+                        self.swallowed += 1
+                        continue
+                dst.sendall(pdu)
+        except (EOFError, OSError):
+            pass
+        for sk in (src, dst):
+            try:
+                sk.shutdown(2)
+            except OSError:
+                pass
+
+    def close(self):
+        self.ls.close()
+        for sk in self.socks:
+            try:
+                sk.close()
+            except OSError:
+                pass
+
+
+def t_keep_alive_unanswered(cfg):
+    """Keep Alives that go unanswered for a KATO mean a lost controller although its
+    connections stand: perf reconnects and finishes its verify run without errors; with
+    reconnects off it fails with a clear message instead of waiting forever."""
+    port = free_port()
+    tgt = Target([port], cfg).start()
+    proxy = KaSwallowProxy(port)
+    try:
+        rc, out, err = nvtcp(["perf", "--json", "-t", "4", "--verify", "-q", "8", "--kato", "1",
+                              "--reconnect-delay", "0.2"], proxy.port, FILE0, check_rc=False,
+                             timeout=60)
+        check(rc == 0, "perf exited %d: %s" % (rc, err[-1500:]))
+        j = json.loads(out)
+        check(j["errors"] == 0 and j["mismatched_blocks"] == 0 and j["verified_blocks"] > 0,
+              "verify across the reconnects: %r" % j)
+        check("Keep Alive unanswered" in err and "reconnected" in err,
+              "no keep-alive loss or reconnect in the log: " + err[-1500:])
+        t0 = time.time()
+        rc, out, err = nvtcp(["perf", "-t", "30", "-q", "8", "--kato", "1", "--ctrl-loss-tmo",
+                              "0"], proxy.port, FILE0, check_rc=False, timeout=60)
+        took = time.time() - t0
+        check(rc != 0 and "Keep Alive unanswered" in err,
+              "without reconnects: rc %d: %s" % (rc, err[-1500:]))
+        check(took < 10, "perf took %.1f s to give up (KATO 1 s)" % took)
+        check(proxy.swallowed >= 2, "only %d Keep Alive answers swallowed" % proxy.swallowed)
+    finally:
+        proxy.close()
+        tgt.stop()
+
+
 def fake_disc_ctrl(sock, cap, mdts, seen):
     """A scripted discovery controller on one accepted connection: ICResp, Connect, Property
     Get/Set, Identify (mdts), an empty discovery log, anything else answered with success.
@@ -614,6 +715,8 @@ def main():
          t_reconnect, free_port(), cfg)
     case("target never returns: perf fails after --ctrl-loss-tmo with a clear message",
          t_loss_timeout, free_port(), cfg)
+    case("Keep Alives unanswered for a KATO: reconnect (verify clean), or fail without reconnects",
+         t_keep_alive_unanswered, cfg)
 
     case("controller with CAP.MPSMIN 1 MiB and MDTS 12: transfer limit does not wrap to 0",
          t_disc_large_mps_mdts)
