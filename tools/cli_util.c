@@ -163,6 +163,14 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 		o->kato_ms = (unsigned)(v * 1000 + 0.5);
 		return true;
 	}
+	case CLI_OPT_IO_TIMEOUT: {
+		double v = cli_parse_seconds("io-timeout", arg);
+
+		if (v < 0.01)
+			cli_die("io-timeout", "'%s': the I/O timeout must be at least 0.01 s", arg);
+		o->io_timeout_ms = (unsigned)(v * 1000 + 0.5);
+		return true;
+	}
 	case CLI_OPT_CONNECT_TIMEOUT: {
 		double v = cli_parse_seconds("connect-timeout", arg);
 

@@ -20,6 +20,7 @@ enum cli_opt {
 	CLI_OPT_VERIFY,
 	CLI_OPT_QUEUES,
 	CLI_OPT_KATO,
+	CLI_OPT_IO_TIMEOUT,
 	CLI_OPT_LOSS_TMO,
 	CLI_OPT_RECONNECT_DELAY,
 	CLI_OPT_TLS,
@@ -59,6 +60,7 @@ enum cli_opt {
 		{"dhchap-dhgroup", required_argument, NULL, CLI_OPT_DHCHAP_DHGROUP},         \
 		{"connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT},       \
 		{"kato", required_argument, NULL, CLI_OPT_KATO},                             \
+		{"io-timeout", required_argument, NULL, CLI_OPT_IO_TIMEOUT},                 \
 		{"tcp-congestion", required_argument, NULL, CLI_OPT_TCP_CC},                 \
 	{                                                                                    \
 		"json", no_argument, NULL, CLI_OPT_JSON                                      \
@@ -97,6 +99,8 @@ enum cli_opt {
 	"      --kato S          keep-alive timeout: a Keep Alive every S/2 seconds, the\n"        \
 	"                        controller counts as lost when one goes unanswered for S\n"       \
 	"                        (default 5; decimals ok)\n"                                       \
+	"      --io-timeout S    an I/O not completed after S seconds fails with a timeout;\n"     \
+	"                        the queue reconnects for the others (default 30)\n"               \
 	"      --tcp-congestion NAME  TCP congestion control (cubic, bbr, dctcp, reno, ...;\n"     \
 	"                        default: net.ipv4.tcp_congestion_control)\n"
 

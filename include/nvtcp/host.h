@@ -38,7 +38,12 @@ struct nvtcp_ctrl_opts {
 	unsigned queue_size;	     /* entries per I/O queue; 0 = 128 (capped by CAP.MQES) */
 	unsigned kato_ms;	     /* keep-alive timeout; 0 = 5000 */
 	unsigned connect_timeout_ms; /* TCP connect + ICResp + each admin command; 0 = 10000 */
-	bool disable_sqflow;	     /* Connect CATTR: ask the controller to skip SQ flow control */
+	/* An I/O command not completed this long after submission fails its connection (the
+	 * controller can no longer write into its buffer) and completes with -ETIMEDOUT; the
+	 * others outstanding on that queue are sent again after the reconnect, or fail with it.
+	 * 0 = 30000 (at least connect_timeout_ms). */
+	unsigned io_timeout_ms;
+	bool disable_sqflow; /* Connect CATTR: ask the controller to skip SQ flow control */
 	/* Reconnection after the controller was reached once (see "Reconnect" below).
 	 * ctrl_loss_tmo_ms: how long to keep trying before failing the held commands;
 	 * 0 = NVTCP_CTRL_LOSS_TMO_DEFAULT, NVTCP_NO_RECONNECT = fail at once (no reconnect).

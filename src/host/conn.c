@@ -37,6 +37,14 @@ uint64_t host_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t host_now_coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Describe [off, off + len) of iov as at most max iovecs in out. Returns the count, or -1 if
  * the range does not fit. */
 static int host_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
@@ -95,9 +103,9 @@ static void host_req_try_complete(struct host_req *req)
 	if (!req->busy || req->sends > 0 || c->state == HOST_CONN_FAILED)
 		return;
 	if (c->state == HOST_CONN_CLOSED && !req->resp_done) {
-		if (c->opts.hold_on_fail)
+		if (c->opts.hold_on_fail && !req->timed_out)
 			return; /* left for host_conn_harvest() */
-		req->cpl.err = c->err ? c->err : -ECONNABORTED;
+		req->cpl.err = req->timed_out ? -ETIMEDOUT : c->err ? c->err : -ECONNABORTED;
 		req->cpl.status = HOST_STATUS_PATH_ERROR;
 		req->cpl.dw0 = req->cpl.dw1 = 0;
 	} else if (!req->resp_done) {
@@ -304,6 +312,8 @@ static int host_conn_submit_slot(struct host_conn *c, const struct wire_sqe *sqe
 
 	req = &c->reqs[c->free_cids[--c->nr_free]];
 	req->busy = true;
+	req->timed_out = false;
+	req->submit_ms = host_now_coarse_ms();
 	c->outstanding++;
 	req->write = write && len > 0;
 	req->resp_done = false;
@@ -854,6 +864,31 @@ int host_conn_connect(struct host_conn *c, int timeout_ms)
 	return 0;
 }
 
+bool host_conn_check_timeouts(struct host_conn *c, unsigned timeout_ms)
+{
+	uint64_t now = host_now_coarse_ms();
+	struct host_req *late = NULL;
+
+	if (!timeout_ms || c->state != HOST_CONN_LIVE || !c->outstanding ||
+	    now < c->next_tmo_check_ms)
+		return false;
+	c->next_tmo_check_ms = now + MAX(timeout_ms / 8, 1u);
+	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
+		struct host_req *req = &c->reqs[i];
+
+		if (req->busy && !req->resp_done && now - req->submit_ms >= timeout_ms) {
+			req->timed_out = true;
+			late = late ? late : req;
+		}
+	}
+	if (!late)
+		return false;
+	log_warn("%s: cid %u (opcode %#x) not completed after %llu ms: failing the queue", c->name,
+		 late->cid, late->sqe.opc, (unsigned long long)(now - late->submit_ms));
+	host_conn_fail(c, -ETIMEDOUT);
+	return true;
+}
+
 unsigned host_conn_harvest(struct host_conn *c, host_harvest_fn fn, void *ctx)
 {
 	unsigned n = 0;
@@ -863,7 +898,7 @@ unsigned host_conn_harvest(struct host_conn *c, host_harvest_fn fn, void *ctx)
 	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
 		struct host_req *req = &c->reqs[i];
 
-		if (!req->busy || req->resp_done || req->sends)
+		if (!req->busy || req->resp_done || req->sends || req->timed_out)
 			continue;
 		fn(ctx, &req->sqe, req->iov, req->iovcnt, req->write, req->cb, req->arg);
 		req->busy = false;

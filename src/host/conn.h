@@ -62,6 +62,8 @@ struct host_req {
 	uint16_t ttag;
 	struct nvtcp_cpl cpl;
 	struct wire_sqe sqe; /* as the caller gave it (for resubmission after a reconnect) */
+	uint64_t submit_ms;  /* coarse clock at submission (host_conn_check_timeouts) */
+	bool timed_out;	     /* completes with -ETIMEDOUT, never held for a resubmission */
 	nvtcp_cb cb;
 	void *arg;
 	struct stream_tx cmd_tx, data_tx;
@@ -81,8 +83,9 @@ struct host_conn {
 	/* host_conn_exec is waiting for a free slot (the queue was full): submissions through
 	 * host_conn_submit leave that many free, so that completions make room for it */
 	unsigned exec_waiting;
-	bool woke;	    /* this host_conn_poll follows a sleep in host_conn_wait */
-	unsigned turn_cmds; /* commands submitted in this poll: see host_conn_flush_early */
+	uint64_t next_tmo_check_ms; /* host_conn_check_timeouts: next look at the slots */
+	bool woke;		    /* this host_conn_poll follows a sleep in host_conn_wait */
+	unsigned turn_cmds;	    /* commands submitted in this poll: see host_conn_flush_early */
 	/* Within host_conn_poll: the completion count at which every command outstanding when it
 	 * began has completed (0: no limit). Then the controller has nothing more to send until
 	 * the commands submitted meanwhile leave, so receiving stops without another read that
@@ -163,5 +166,11 @@ int host_dial(const char *traddr, const char *trsvcid, int timeout_ms, const cha
 
 /* Monotonic milliseconds. */
 uint64_t host_now_ms(void);
+/* CLOCK_MONOTONIC_COARSE in ms: a few ns, a tick (1-4 ms) of resolution. */
+uint64_t host_now_coarse_ms(void);
+/* Fail the queue (-ETIMEDOUT) if a command has waited timeout_ms or more for its completion;
+ * that command then completes with -ETIMEDOUT while the others can be harvested for a new
+ * connection. Looks at most every timeout_ms / 8. Returns true if it failed the queue. */
+bool host_conn_check_timeouts(struct host_conn *c, unsigned timeout_ms);
 
 #endif

@@ -761,7 +761,8 @@ NVTCP_EXPORT int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct n
 	ctrl->disable_sqflow = opts->disable_sqflow;
 	ctrl->timeout_ms =
 		opts->connect_timeout_ms ? (int)opts->connect_timeout_ms : CTRL_DEFAULT_TIMEOUT;
-	ctrl->io_timeout_ms = MAX(ctrl->timeout_ms, CTRL_IO_TIMEOUT_MIN);
+	ctrl->io_timeout_ms = opts->io_timeout_ms ? (int)opts->io_timeout_ms
+						  : MAX(ctrl->timeout_ms, CTRL_IO_TIMEOUT_MIN);
 	ctrl->info.kato_ms = opts->kato_ms ? opts->kato_ms : CTRL_DEFAULT_KATO;
 
 	r = ctrl_connect_queue(ctrl, 0, CTRL_ADMIN_QSIZE, opts, false, &ctrl->admin, err, errlen);
@@ -1354,6 +1355,7 @@ static int ioq_poll(struct nvtcp_io_queue *q, unsigned max)
 			return r;
 	}
 	ctrl_ka_maybe(q->ctrl);
+	host_conn_check_timeouts(q->conn, (unsigned)q->ctrl->io_timeout_ms);
 	r = host_conn_poll(q->conn, max);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
 		return MIN(ioq_recover(q), 0);
@@ -1380,6 +1382,7 @@ static int ioq_wait(struct nvtcp_io_queue *q, int timeout_ms)
 			return r;
 	}
 	ctrl_ka_maybe(q->ctrl);
+	host_conn_check_timeouts(q->conn, (unsigned)q->ctrl->io_timeout_ms);
 	r = host_conn_wait(q->conn, timeout_ms);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
 		return MIN(ioq_recover(q), 0);
@@ -1498,7 +1501,6 @@ static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t n
 		uint32_t n = (uint32_t)MIN((size_t)nlb, chunk_blocks);
 		struct iovec iov = {.iov_base = buf, .iov_len = n * bs};
 		struct ctrl_sync s = {0};
-		uint64_t deadline = host_now_ms() + (uint64_t)ctrl->io_timeout_ms;
 
 		/* Other commands may hold every slot: poll until one frees up. */
 		while ((r = ioq_submit_rw(q, opc, nsid, slba, n, &iov, 1, flags, ctrl_sync_cb,
@@ -1509,15 +1511,9 @@ static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t n
 		}
 		if (r < 0)
 			return r;
+		/* (a command not completed within io_timeout_ms fails the queue in ioq_wait and
+		 * completes with -ETIMEDOUT) */
 		while (!s.done) {
-			if (host_now_ms() >= deadline && q->conn && !host_conn_is_failed(q->conn)) {
-				/* Fails the queue: with reconnect the command is sent again on a
-				 * new connection, else it completes with -ETIMEDOUT. */
-				log_warn("%s:%s q%u: I/O timed out after %d ms", ctrl->traddr,
-					 ctrl->trsvcid, q->qid, ctrl->io_timeout_ms);
-				host_conn_fail(q->conn, -ETIMEDOUT);
-				deadline = host_now_ms() + (uint64_t)ctrl->io_timeout_ms;
-			}
 			r = ioq_wait(q, 100);
 			if (r < 0 && !s.done) {
 				ctrl_sync_abandon(q, &s, r);

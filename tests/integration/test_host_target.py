@@ -448,12 +448,15 @@ def t_loss_timeout(port, cfg):
 class KaSwallowProxy:
     """A TCP proxy to nvtcpd (no digests) that forwards every PDU but the CapsuleResp of each
     Keep Alive: nvtcpd's keep-alive timer stays satisfied, the host hears no answer, as from a
-    controller that stopped processing commands while its connections stand."""
+    controller that stopped processing commands while its connections stand. With
+    io_once, it forwards Keep Alive answers and swallows instead the answer to the first I/O
+    command of the first I/O queue: one command that never completes."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, io_once=False):
         import socket
         import threading
-        self.target_port, self.swallowed = target_port, 0
+        self.target_port, self.swallowed, self.io_once = target_port, 0, io_once
+        self.io_conns = 0
         self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.ls.bind(("127.0.0.1", 0))
         self.ls.listen(16)
@@ -472,6 +475,8 @@ class KaSwallowProxy:
             t = socket.create_connection(("127.0.0.1", self.target_port))
             self.socks += [c, t]
             ka_cids = set()
+            if self.io_once:
+                ka_cids = {"io": None, "seen": 0}
             threading.Thread(target=self.pump, args=(c, t, ka_cids, True), daemon=True).start()
             threading.Thread(target=self.pump, args=(t, c, ka_cids, False), daemon=True).start()
 
@@ -490,6 +495,26 @@ class KaSwallowProxy:
             while True:
                 hdr = read_full(8)
                 pdu = hdr + read_full(struct.unpack_from("<I", hdr, 4)[0] - 8)
+                if isinstance(ka_cids, dict):  # io_once
+                    if to_target and pdu[0] == 0x04 and pdu[8] == 0x7F and pdu[12] == 0x01:
+                        # Connect: the first I/O queue's connection is the one to starve
+                        qid = struct.unpack_from("<H", pdu, 8 + 42)[0]
+                        if qid != 0 and self.io_conns == 0:
+                            self.io_conns = 1
+                            ka_cids["io"] = "armed"
+                    elif to_target and pdu[0] == 0x04 and ka_cids["io"] == "armed" and \
+                            pdu[8] in (0x01, 0x02):  # the first Write or Read after it
+                        ka_cids["io"] = struct.unpack_from("<H", pdu, 10)[0]
+                    elif not to_target and pdu[0] in (0x05, 0x07) and \
+                            isinstance(ka_cids["io"], int):
+                        cid = struct.unpack_from("<H", pdu, 8 + 12 if pdu[0] == 0x05 else 8)[0]
+                        if cid == ka_cids["io"]:
+                            if pdu[0] == 0x05 or pdu[1] & 0x08:  # response, or SUCCESS
+                                ka_cids["io"] = "done"
+                                self.swallowed += 1
+                            continue
+                    dst.sendall(pdu)
+                    continue
                 if to_target and pdu[0] == 0x04 and pdu[8] == 0x18:  # Keep Alive
                     ka_cids.add(struct.unpack_from("<H", pdu, 10)[0])
                 elif not to_target and pdu[0] == 0x05:  # CapsuleResp
@@ -541,6 +566,31 @@ def t_keep_alive_unanswered(cfg):
               "without reconnects: rc %d: %s" % (rc, err[-1500:]))
         check(took < 10, "perf took %.1f s to give up (KATO 1 s)" % took)
         check(proxy.swallowed >= 2, "only %d Keep Alive answers swallowed" % proxy.swallowed)
+    finally:
+        proxy.close()
+        tgt.stop()
+
+
+def t_io_timeout(cfg):
+    """An I/O command whose completion never comes (its connection stands, Keep Alives are
+    answered) fails with a timeout after --io-timeout, its queue reconnects and the other
+    commands complete: perf finishes with exactly that one error instead of hanging."""
+    port = free_port()
+    tgt = Target([port], cfg).start()
+    proxy = KaSwallowProxy(port, io_once=True)
+    try:
+        t0 = time.time()
+        rc, out, err = nvtcp(["perf", "--json", "-t", "3", "-q", "8", "-w", "randrw",
+                              "--io-timeout", "1", "--reconnect-delay", "0.2"], proxy.port,
+                             FILE0, check_rc=False, timeout=60)
+        took = time.time() - t0
+        check(proxy.swallowed == 1, "%d completions swallowed" % proxy.swallowed)
+        check(rc == 1, "perf exited %d (1 expected: one failed I/O): %s" % (rc, err[-1500:]))
+        j = json.loads(out)
+        check(j["errors"] == 1 and j["ios"] > 100, "errors %r, ios %r" % (j["errors"], j["ios"]))
+        check("not completed after" in err and "Connection timed out" in err,
+              "no timeout in the log: " + err[-1500:])
+        check(took < 15, "perf took %.1f s" % took)
     finally:
         proxy.close()
         tgt.stop()
@@ -717,6 +767,8 @@ def main():
          t_loss_timeout, free_port(), cfg)
     case("Keep Alives unanswered for a KATO: reconnect (verify clean), or fail without reconnects",
          t_keep_alive_unanswered, cfg)
+    case("an I/O whose completion never comes fails after --io-timeout; the rest complete",
+         t_io_timeout, cfg)
 
     case("controller with CAP.MPSMIN 1 MiB and MDTS 12: transfer limit does not wrap to 0",
          t_disc_large_mps_mdts)
