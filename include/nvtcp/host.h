@@ -267,7 +267,10 @@ int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid, const struct nvtcp
 
 /* Send what is queued, receive and complete what arrived (callbacks run here), up to max
  * PDUs (0 = default budget). Never blocks. Returns the number of commands completed, or
- * -errno when the queue has failed (every outstanding command was completed with an error). */
+ * -errno when the queue has failed for good (every outstanding command was completed with an
+ * error). With reconnects on, a failed queue returns 0 while it reconnects (its commands are
+ * held and sent again) and -errno only once the controller-loss timeout has passed; the
+ * completions counted are those of the last poll that ran without a failure. */
 int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max);
 /* Sleep in poll(2) until the queue's socket is readable (or writable while sends are
  * pending) or timeout_ms passes (-1 = forever), then nvtcp_queue_poll(). Same return. */
