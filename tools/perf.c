@@ -265,6 +265,31 @@ static void perf_done(void *arg, const struct nvtcp_cpl *cpl)
 		perf_submit(io, now);
 }
 
+/* The workload's next slot of the worker's region: random, or the next in order. */
+static uint64_t perf_next_slot(struct perf_worker *w)
+{
+	if (w->cfg->random)
+		return perf_rand_below(&w->rng, w->slots);
+	if (w->next_seq >= w->slots)
+		w->next_seq = 0;
+	return w->next_seq++;
+}
+
+/* Whether the workload's next operation is a read (-M decides for rw and randrw). */
+static bool perf_pick_read(struct perf_worker *w)
+{
+	switch (w->cfg->pattern) {
+	case PERF_READ:
+	case PERF_RANDREAD:
+		return true;
+	case PERF_WRITE:
+	case PERF_RANDWRITE:
+		return false;
+	default:
+		return perf_rand(&w->rng) % 100 < w->cfg->read_pct;
+	}
+}
+
 /* Choose the next operation for io and submit it; now is its start time. */
 static int perf_submit(struct perf_io *io, uint64_t now)
 {
@@ -288,37 +313,12 @@ static int perf_submit(struct perf_io *io, uint64_t now)
 			slot = w->next_seq++;
 			io->read = false;
 		} else {
-			if (cfg->random) {
-				slot = perf_rand_below(&w->rng, slots);
-			} else {
-				if (w->next_seq >= slots)
-					w->next_seq = 0;
-				slot = w->next_seq++;
-			}
-			io->read = cfg->pattern == PERF_READ || cfg->pattern == PERF_RANDREAD ||
-				   perf_rand(&w->rng) % 100 < cfg->read_pct;
+			slot = perf_next_slot(w);
+			io->read = perf_pick_read(w);
 		}
 	} else {
-		if (cfg->random) {
-			slot = perf_rand_below(&w->rng, slots);
-		} else {
-			if (w->next_seq >= slots)
-				w->next_seq = 0;
-			slot = w->next_seq++;
-		}
-		switch (cfg->pattern) {
-		case PERF_READ:
-		case PERF_RANDREAD:
-			io->read = true;
-			break;
-		case PERF_WRITE:
-		case PERF_RANDWRITE:
-			io->read = false;
-			break;
-		default:
-			io->read = perf_rand(&w->rng) % 100 < cfg->read_pct;
-			break;
-		}
+		slot = perf_next_slot(w);
+		io->read = perf_pick_read(w);
 	}
 	io->slba = w->region_start + slot * nblocks;
 	if (!io->read && cfg->verify)

@@ -450,8 +450,10 @@ static void seed_admin(uint16_t cid, uint8_t opc, uint32_t nsid, uint32_t cdw10,
 	fuzz_capsule(&fuzz_seed, &sqe, NULL, len);
 }
 
-static void seed_rw(uint16_t cid, uint8_t opc, uint64_t slba, uint32_t nlb, const uint8_t *data,
-		    uint32_t len, bool fua)
+/* A Read or Write of nlb blocks at slba, len bytes; with data, in the capsule starting off
+ * bytes into its data (data holds off + len bytes). */
+static void seed_rw_at(uint16_t cid, uint8_t opc, uint64_t slba, uint32_t nlb, const uint8_t *data,
+		       uint32_t len, bool fua, uint32_t off)
 {
 	struct wire_sqe sqe;
 
@@ -461,23 +463,13 @@ static void seed_rw(uint16_t cid, uint8_t opc, uint64_t slba, uint32_t nlb, cons
 	le32_put(sqe.nsid, 1);
 	le64_put(sqe.cdw10, slba);
 	le32_put(sqe.cdw12, (nlb - 1) | (fua ? 1u << 30 : 0));
-	fuzz_capsule(&fuzz_seed, &sqe, data, len);
+	fuzz_capsule_at(&fuzz_seed, &sqe, data, len, off);
 }
 
-/* An in-capsule Write of len bytes whose data starts off bytes into the capsule's; data holds
- * off + len bytes. */
-static void seed_write_at(uint16_t cid, uint64_t slba, uint32_t nlb, const uint8_t *data,
-			  uint32_t len, uint32_t off)
+static void seed_rw(uint16_t cid, uint8_t opc, uint64_t slba, uint32_t nlb, const uint8_t *data,
+		    uint32_t len, bool fua)
 {
-	struct wire_sqe sqe;
-
-	memset(&sqe, 0, sizeof(sqe));
-	sqe.opc = NVME_IO_WRITE;
-	le16_put(sqe.cid, cid);
-	le32_put(sqe.nsid, 1);
-	le64_put(sqe.cdw10, slba);
-	le32_put(sqe.cdw12, nlb - 1);
-	fuzz_capsule_at(&fuzz_seed, &sqe, data, len, off);
+	seed_rw_at(cid, opc, slba, nlb, data, len, fua, 0);
 }
 
 static void seed_h2c(uint16_t cid, uint16_t ttag, uint32_t datao, const uint8_t *d, uint32_t len,
@@ -587,10 +579,10 @@ int main(int argc, char **argv)
 		 * itself), 8 KiB (through a pool buffer), then one whose offset is past the data
 		 * (SGL Offset Invalid) */
 		seed_begin(FUZZ_PHASE_IO, hd, dd, 5);
-		seed_write_at(1, 200, 8, blk, 4096, 64);
-		seed_write_at(2, 300, 16, blk, 8192, 512);
+		seed_rw_at(1, NVME_IO_WRITE, 200, 8, blk, 4096, false, 64);
+		seed_rw_at(2, NVME_IO_WRITE, 300, 16, blk, 8192, false, 512);
 		seed_rw(3, NVME_IO_READ, 200, 8, NULL, 4096, false);
-		seed_write_at(4, 400, 1, blk, 0, 512);
+		seed_rw_at(4, NVME_IO_WRITE, 400, 1, blk, 0, false, 512);
 		snprintf(name, sizeof(name), "io_incap_offset_dg%u", dg);
 		seed_write_file(dir, name);
 

@@ -445,6 +445,17 @@ def t_loss_timeout(port, cfg):
     check(not SAN_RE.search(err), "sanitizer report from perf:\n" + err[-3000:])
 
 
+def recv_full(sock, n):
+    """n bytes from sock; EOFError if it closes first."""
+    b = b""
+    while len(b) < n:
+        chunk = sock.recv(n - len(b))
+        if not chunk:
+            raise EOFError
+        b += chunk
+    return b
+
+
 class KaSwallowProxy:
     """A TCP proxy to nvtcpd (no digests) that forwards every PDU but the CapsuleResp of each
     Keep Alive: nvtcpd's keep-alive timer stays satisfied, the host hears no answer, as from a
@@ -484,13 +495,7 @@ class KaSwallowProxy:
         import struct
 
         def read_full(n):
-            b = b""
-            while len(b) < n:
-                chunk = src.recv(n - len(b))
-                if not chunk:
-                    raise EOFError
-                b += chunk
-            return b
+            return recv_full(src, n)
         try:
             while True:
                 hdr = read_full(8)
@@ -604,13 +609,7 @@ def fake_disc_ctrl(sock, cap, mdts, seen):
     from nvmetcp import (build_c2h_data, build_capsule_resp, build_cqe, build_icresp)
 
     def read_full(n):
-        b = b""
-        while len(b) < n:
-            chunk = sock.recv(n - len(b))
-            if not chunk:
-                raise EOFError
-            b += chunk
-        return b
+        return recv_full(sock, n)
 
     cc = 0
     try:
