@@ -40,6 +40,9 @@ struct tls_conn {
 	bool peeked;	  /* optional server: first byte seen */
 	bool established; /* handshake complete */
 	bool failed;	  /* fatal error: no close_notify, no further I/O */
+	/* The last SSL_read wanted more from the socket: what OpenSSL holds (read-ahead) is at
+	 * most part of a record, so nothing is pending until the socket says more came. */
+	bool rx_starved;
 	tls_psk_lookup_fn lookup;
 	void *lookup_arg;
 	char name[96];
@@ -416,7 +419,7 @@ static bool tls_io_pending(const struct stream *s)
 {
 	struct tls_conn *t = tls_of(s);
 
-	return t && t->established && !t->failed && SSL_has_pending(t->ssl);
+	return t && t->established && !t->failed && !t->rx_starved && SSL_has_pending(t->ssl);
 }
 
 /* Optional server: look at the first byte without consuming it. 0x16 starts a TLS
@@ -566,11 +569,13 @@ static ssize_t tls_io_readv(struct stream *s, const struct iovec *iov, int iovcn
 			if (t->out_tail > t->out_head)
 				(void)tls_out_flush(t, s->fd);
 			if (r == 1) {
+				t->rx_starved = false;
 				off += n;
 				total += n;
 				continue;
 			}
 			err = SSL_get_error(t->ssl, r);
+			t->rx_starved = err == SSL_ERROR_WANT_READ;
 			if (total > 0)
 				return (ssize_t)total; /* report the error at the next read */
 			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)

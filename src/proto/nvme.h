@@ -141,9 +141,12 @@ enum nvme_sc_media {
 #define NVME_STATUS_SCT(status) (((status) >> 9) & 0x7)
 #define NVME_STATUS_SC(status)	(((status) >> 1) & 0xff)
 
-/* Connect "invalid parameters" DW0: IATTR bit 0 (1 = in the data), IPO bits 31:16 */
-#define NVME_CONNECT_IPO_IATTR(in_data, offset) (((uint32_t)(offset) << 16) | ((in_data) ? 1u : 0u))
-#define NVME_CONNECT_RSP_AUTH_REQUIRED		(1u << 17)
+/* Connect "invalid parameters" DW0: IPO bits 15:0 (byte offset of the field), IATTR bits 23:16
+ * (bit 16: 1 = in the Connect data, 0 = in the SQE), as Linux nvmet and SPDK send it and the
+ * Linux host decodes it */
+#define NVME_CONNECT_IPO_IATTR(in_data, offset) \
+	(((in_data) ? 1u << 16 : 0u) | ((uint32_t)(offset)&0xffffu))
+#define NVME_CONNECT_RSP_AUTH_REQUIRED (1u << 17)
 
 /* ---- controller registers (properties) -------------------------------------------------- */
 

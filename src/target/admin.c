@@ -371,12 +371,24 @@ static void admin_log_smart(struct tgt_req *req)
 	admin_log_send(req, &log, sizeof(log));
 }
 
+/* Changed Namespace List. Reading it clears it and the event, but only a read that succeeds
+ * and reaches the end of the page: a bad offset changes nothing, and a host reading it in
+ * pieces gets every piece of the same list. */
 static void admin_log_changed_ns(struct tgt_req *req)
 {
 	struct tgt_ctrl *ctrl = req->queue->ctrl;
-	uint32_t *page = calloc(TGT_MAX_CHANGED_NS, sizeof(uint32_t));
+	const size_t len = TGT_MAX_CHANGED_NS * sizeof(uint32_t);
+	uint64_t lpo = admin_log_offset(req);
+	uint32_t *page;
+	bool to_end;
 	unsigned n;
 
+	if (lpo > len || (lpo & 3)) {
+		admin_complete(req, TGT_GENERIC(NVME_SC_INVALID_FIELD));
+		return;
+	}
+	to_end = lpo + req->data_len >= len;
+	page = calloc(TGT_MAX_CHANGED_NS, sizeof(uint32_t));
 	if (!page) {
 		admin_complete(req, TGT_GENERIC(NVME_SC_INTERNAL));
 		return;
@@ -389,10 +401,12 @@ static void admin_log_changed_ns(struct tgt_req *req)
 		for (unsigned i = 0; i < n; i++)
 			le32_put((uint8_t *)&page[i], ctrl->changed_ns[i]);
 	}
-	ctrl->nr_changed_ns = 0;
+	if (to_end)
+		ctrl->nr_changed_ns = 0;
 	pthread_mutex_unlock(&ctrl->lock);
-	tgt_ctrl_clear_aen(ctrl, TGT_AEN_NS_ATTR, admin_log_rae(req));
-	admin_log_send(req, page, TGT_MAX_CHANGED_NS * sizeof(uint32_t));
+	if (to_end)
+		tgt_ctrl_clear_aen(ctrl, TGT_AEN_NS_ATTR, admin_log_rae(req));
+	admin_log_send(req, page, len);
 	free(page);
 }
 
@@ -456,9 +470,20 @@ static bool admin_feat_allowed(const struct tgt_ctrl *ctrl, uint8_t fid)
 	}
 }
 
+/* Events the controller reports (OAES) */
 static uint32_t admin_aen_supported(const struct tgt_ctrl *ctrl)
 {
 	return ctrl->subsys->is_discovery ? NVME_OAES_DISC_LOG_CHANGE : NVME_OAES_NS_ATTR;
+}
+
+/* What Async Event Configuration accepts: the OAES events, and on an I/O controller the SMART /
+ * Health critical warning bits 7:0, which every controller defines (the SPDK host sets bits 0-4
+ * and submits no AER at all when that fails; Linux nvmet accepts them too). nvtcp's backends
+ * raise none of those warnings, so the bits are stored and reported back, nothing more. */
+#define ADMIN_AEC_CRIT_WARN 0xffu
+static uint32_t admin_aec_settable(const struct tgt_ctrl *ctrl)
+{
+	return admin_aen_supported(ctrl) | (ctrl->subsys->is_discovery ? 0 : ADMIN_AEC_CRIT_WARN);
 }
 
 void tgt_admin_set_features(struct tgt_req *req)
@@ -489,10 +514,14 @@ void tgt_admin_set_features(struct tgt_req *req)
 	case NVME_FEAT_TEMP_THRESH: {
 		unsigned tmpsel = (cdw11 >> 16) & 0xf, thsel = (cdw11 >> 20) & 0x3;
 
-		if (tmpsel > 8 || thsel > 1)
+		if (tmpsel == 0xf && thsel <= 1) { /* 1111b: every sensor (Set only) */
+			for (unsigned i = 0; i < ARRAY_SIZE(ctrl->temp_thresh); i++)
+				ctrl->temp_thresh[i][thsel] = cdw11 & 0xffff;
+		} else if (tmpsel > 8 || thsel > 1) {
 			status = TGT_GENERIC(NVME_SC_INVALID_FIELD);
-		else
+		} else {
 			ctrl->temp_thresh[tmpsel][thsel] = cdw11 & 0xffff;
+		}
 		break;
 	}
 	case NVME_FEAT_ERR_RECOVERY:
@@ -534,7 +563,7 @@ void tgt_admin_set_features(struct tgt_req *req)
 		break;
 	}
 	case NVME_FEAT_ASYNC_EVENT:
-		if (cdw11 & ~admin_aen_supported(ctrl)) {
+		if (cdw11 & ~admin_aec_settable(ctrl)) {
 			status = TGT_GENERIC(NVME_SC_INVALID_FIELD);
 			break;
 		}

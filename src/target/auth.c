@@ -57,6 +57,7 @@ int tgt_auth_ctrl_setup(struct tgt_ctrl *ctrl)
 	    (host->dhchap_ctrl_key && dhchap_key_parse(host->dhchap_ctrl_key, &a->ctrl_key))) {
 		log_err("ctrl %u (%s): host %s has an invalid DH-HMAC-CHAP key", ctrl->cntlid,
 			ctrl->subsys->nqn, ctrl->hostnqn);
+		explicit_bzero(a, sizeof(*a)); /* the host key may have parsed */
 		free(a);
 		return -EINVAL;
 	}

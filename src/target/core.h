@@ -23,7 +23,7 @@
 #define TGT_CNTLID_MAX	    0xffef
 
 /* NVMe-oF Disconnect submitted on the admin queue: Invalid Queue Type (SCT 1). */
-#define NVME_SC_INVALID_QUEUE_TYPE 0x90
+#define NVME_SC_INVALID_QUEUE_TYPE 0x85 /* (90h is Discover Restart) */
 
 #define TGT_CACHE_LINE 64
 

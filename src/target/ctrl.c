@@ -361,9 +361,12 @@ static void ctrl_shutdown_next(struct tgt_ctrl *ctrl)
 		log_warn("ctrl %u: cannot flush nsid %u at shutdown", ctrl->cntlid, ns->nsid);
 	}
 	pthread_mutex_lock(&ctrl->lock);
-	/* A reset during the flushes already cleared CSTS: nothing to report then. */
+	/* A reset during the flushes already cleared CSTS: nothing to report then. SHN cleared
+	 * meanwhile: back to normal operation (SHST 00b), not "shutdown processing" for ever. */
 	if (ctrl->cc & NVME_CC_SHN_MASK)
 		ctrl->csts = (ctrl->csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_CMPLT;
+	else
+		ctrl->csts &= ~NVME_CSTS_SHST_MASK;
 	ctrl->shutdown_ns = NULL;
 	ctrl->shutdown_running = false;
 	pthread_mutex_unlock(&ctrl->lock);

@@ -76,6 +76,11 @@ static void fabrics_connect_admin(struct tgt_req *req, struct tgt_subsys *s,
 	}
 	ctrl->admin_thread = q->thread;
 	ctrl->kato_ms = le32_get(c->kato);
+	/* A discovery controller without keep-alive (nvme discover connects with KATO 0) still
+	 * goes after two idle minutes, as Linux's does: a host that vanished without a FIN must
+	 * not hold its connection, and a --max-connections slot, forever. */
+	if (!ctrl->kato_ms && ctrl->subsys->is_discovery)
+		ctrl->kato_ms = TGT_DISC_KATO_MS;
 	ctrl->sq[0] = q;
 	q->ctrl = ctrl;
 	q->qid = 0;

@@ -114,6 +114,13 @@ struct tgt_subsys *tgt_subsys_alloc(const char *nqn)
 	return s;
 }
 
+static void subsys_free_secret(char *secret)
+{
+	if (secret)
+		explicit_bzero(secret, strlen(secret));
+	free(secret);
+}
+
 void tgt_subsys_free(struct tgt_subsys *s)
 {
 	struct list_head *p, *tmp;
@@ -122,8 +129,9 @@ void tgt_subsys_free(struct tgt_subsys *s)
 		struct tgt_host *h = list_entry(p, struct tgt_host, entry);
 
 		list_del(p);
-		free(h->dhchap_key);
-		free(h->dhchap_ctrl_key);
+		/* the DHHC-1 secrets, wiped as the TLS keys are */
+		subsys_free_secret(h->dhchap_key);
+		subsys_free_secret(h->dhchap_ctrl_key);
 		tgt_tls_host_free(h);
 		free(h);
 	}

@@ -33,8 +33,9 @@
 #define TGT_MAX_THREADS	      64
 #define TGT_MDTS	      7 /* 2^7 * 4 KiB = 512 KiB largest transfer */
 #define TGT_MAX_XFER	      (4096u << TGT_MDTS)
-#define TGT_MAX_QUEUES	      128 /* I/O queues per controller */
-#define TGT_MAX_QUEUE_DEPTH   128 /* MQES + 1 */
+#define TGT_MAX_QUEUES	      128    /* I/O queues per controller */
+#define TGT_MAX_QUEUE_DEPTH   128    /* MQES + 1 */
+#define TGT_DISC_KATO_MS      120000 /* discovery controllers connected with KATO 0 */
 #define TGT_ADMIN_QUEUE_DEPTH 32
 /* In-capsule data on I/O queues: IOCCSZ = (64 + this) / 16. */
 #define TGT_INCAPSULE_IO    (128 * 1024)

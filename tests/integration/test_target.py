@@ -593,6 +593,9 @@ def t_features():
     cmd = c.set_features(N.FEAT_ASYNC_EVENT, oaes | extra)
     expect_status(cmd, 0, 0x02, "Set Async Event Config with an unsupported event")
     check(c.get_features(N.FEAT_ASYNC_EVENT).dw0 == 0, "refused Set Features changed AEC")
+    # the SMART / Health critical warning bits 7:0 are accepted (the SPDK host sets 0-4)
+    expect_ok(c.set_features(N.FEAT_ASYNC_EVENT, oaes | 0x1F), "Set AEC with critical warnings")
+    check(c.get_features(N.FEAT_ASYNC_EVENT).dw0 == oaes | 0x1F, "critical warning bits lost")
     expect_ok(c.set_features(N.FEAT_ASYNC_EVENT, oaes), "Set Async Event Config back to OAES")
     cmd = c.get_features(N.FEAT_ASYNC_EVENT)
     expect_ok(cmd, "Get Async Event Config after restoring")
@@ -847,7 +850,7 @@ def connect_raw(h, subnqn, qid=0, cntlid=0xFFFF, sqsize=31, kato=0):
 
 def expect_invalid_param(cmd, ipo, in_data, what):
     expect_status(cmd, 1, 0x82, what)
-    want = (ipo << 16) | (1 if in_data else 0)
+    want = (1 << 16 if in_data else 0) | ipo  # IPO bits 15:0, IATTR bit 16 (Linux decodes so)
     check(cmd.dw0 == want, f"{what}: IATTR/IPO dw0 {cmd.dw0:#x}, expected {want:#x}")
 
 
