@@ -169,6 +169,11 @@ static void ctrl_ka_fire(struct loop_timer *timer)
 
 	if (!ctrl->kato_ms || ctrl->admin_gone)
 		return;
+	/* From a shutdown on the keep-alive timer is off (the spec's "shall disable"): a host
+	 * may leave a shut-down controller connected and silent. Clearing SHN (or a reset)
+	 * turns it back on. (cc is written on this thread.) */
+	if (ctrl->cc & NVME_CC_SHN_MASK)
+		last = now;
 	if (now - last < ctrl->kato_ms) {
 		loop_timer_arm(ctrl_admin_loop(ctrl), &ctrl->ka_timer,
 			       ctrl->kato_ms - (now - last));

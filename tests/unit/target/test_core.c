@@ -792,6 +792,16 @@ static void test_keep_alive(void)
 	TAP_CHECK_EQ(a.disconnects, 1);
 	TAP_CHECK_EQ(q.disconnects, 1);
 
+	/* Shut down, the controller does not expire however long the host stays silent;
+	 * clearing SHN turns the timer back on. */
+	cntlid = admin_up(&a, 150);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE | NVME_CC_SHN_NORMAL), 0);
+	run_for_ms(400);
+	TAP_CHECK_EQ(a.disconnects, 0);
+	TAP_CHECK_EQ(prop_ex(&a, true, NVME_REG_CC, false, CC_ENABLE), 0);
+	run_for_ms(400);
+	TAP_CHECK_EQ(a.disconnects, 1);
+
 	/* The expiry itself sets CSTS.CFS before the queues go. */
 	cntlid = admin_up(&a, 0);
 	ctrl = a.q.ctrl;
