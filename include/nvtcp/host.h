@@ -148,8 +148,12 @@ int nvtcp_ctrl_connect(const struct nvtcp_ctrl_opts *opts, struct nvtcp_ctrl **o
 /* Orderly shutdown: CC.SHN = normal and wait for CSTS.SHST complete (bounded), then close
  * every queue (outstanding commands complete with -ECONNABORTED) and free ctrl. */
 void nvtcp_ctrl_disconnect(struct nvtcp_ctrl *ctrl);
-/* Negotiated and identified parameters; valid until disconnect. */
+/* Negotiated and identified parameters; valid until disconnect. A reconnect rewrites cntlid,
+ * cap and vs (a new controller) under the library's admin lock, on whichever thread runs it:
+ * read them from the pointer only where no reconnect can run meanwhile, or take a consistent
+ * copy with nvtcp_ctrl_info_copy() (any thread). */
 const struct nvtcp_ctrl_info *nvtcp_ctrl_get_info(const struct nvtcp_ctrl *ctrl);
+void nvtcp_ctrl_info_copy(struct nvtcp_ctrl *ctrl, struct nvtcp_ctrl_info *out);
 
 /* Poll the admin queue and send a Keep Alive when KATO/2 has passed since the last one. Call
  * this periodically (at least every KATO/2) if the application is otherwise idle. Thread-safe.

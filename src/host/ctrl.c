@@ -850,6 +850,13 @@ NVTCP_EXPORT const struct nvtcp_ctrl_info *nvtcp_ctrl_get_info(const struct nvtc
 	return &ctrl->info;
 }
 
+NVTCP_EXPORT void nvtcp_ctrl_info_copy(struct nvtcp_ctrl *ctrl, struct nvtcp_ctrl_info *out)
+{
+	pthread_mutex_lock(&ctrl->admin_lock); /* what a reconnect rewrites, it does under it */
+	*out = ctrl->info;
+	pthread_mutex_unlock(&ctrl->admin_lock);
+}
+
 /* ---- admin API --------------------------------------------------------------------------- */
 
 NVTCP_EXPORT int nvtcp_identify(struct nvtcp_ctrl *ctrl, uint8_t cns, uint32_t nsid, void *buf)

@@ -103,6 +103,16 @@ static void test_connect(void)
 	TAP_CHECK(info->incapsule_max > 0 && info->incapsule_max < INPROC_IO);
 	TAP_CHECK(info->hdr_digest && info->data_digest);
 	TAP_CHECK(strcmp(info->subnqn, INPROC_NQN) == 0);
+	{ /* the locked copy says the same */
+		struct nvtcp_ctrl_info c;
+
+		memset(&c, 0, sizeof(c));
+		nvtcp_ctrl_info_copy(inproc_ctrl, &c);
+		TAP_CHECK(c.cntlid == info->cntlid && c.cntlid != 0);
+		TAP_CHECK(c.cap == info->cap && c.vs == info->vs);
+		TAP_CHECK(c.nr_io_queues == info->nr_io_queues && c.max_xfer == info->max_xfer);
+		TAP_CHECK(strcmp(c.subnqn, info->subnqn) == 0);
+	}
 	TAP_CHECK_EQ(nvtcp_queue_depth(nvtcp_ctrl_io_queue(inproc_ctrl, 0)), INPROC_DEPTH);
 	TAP_CHECK(nvtcp_ctrl_io_queue(inproc_ctrl, INPROC_QUEUES) == NULL);
 }
