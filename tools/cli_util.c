@@ -73,6 +73,17 @@ static const char *cli_read_secret_file(const char *what, const char *path, char
 	return buf;
 }
 
+/* A timeout in seconds (decimals ok) as milliseconds, at least 10 ms (0 would mean the
+ * default to the library). */
+static unsigned cli_parse_timeout_ms(const char *what, const char *arg)
+{
+	double v = cli_parse_seconds(what, arg);
+
+	if (v < 0.01)
+		cli_die(what, "'%s': must be at least 0.01 s", arg);
+	return (unsigned)(v * 1000 + 0.5);
+}
+
 bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool *json)
 {
 	static char host_secret[256], ctrl_secret[256];
@@ -154,23 +165,12 @@ bool cli_transport_opt(int opt, const char *arg, struct nvtcp_ctrl_opts *o, bool
 	case CLI_OPT_DHCHAP_DHGROUP:
 		o->dhchap_dhgroups = arg;
 		return true;
-	case CLI_OPT_KATO: {
-		double v = cli_parse_seconds("kato", arg);
-
-		if (v < 0.01)
-			cli_die("kato", "'%s': the keep-alive timeout must be at least 0.01 s",
-				arg);
-		o->kato_ms = (unsigned)(v * 1000 + 0.5);
+	case CLI_OPT_KATO:
+		o->kato_ms = cli_parse_timeout_ms("kato", arg);
 		return true;
-	}
-	case CLI_OPT_IO_TIMEOUT: {
-		double v = cli_parse_seconds("io-timeout", arg);
-
-		if (v < 0.01)
-			cli_die("io-timeout", "'%s': the I/O timeout must be at least 0.01 s", arg);
-		o->io_timeout_ms = (unsigned)(v * 1000 + 0.5);
+	case CLI_OPT_IO_TIMEOUT:
+		o->io_timeout_ms = cli_parse_timeout_ms("io-timeout", arg);
 		return true;
-	}
 	case CLI_OPT_CONNECT_TIMEOUT: {
 		double v = cli_parse_seconds("connect-timeout", arg);
 

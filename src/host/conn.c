@@ -313,7 +313,7 @@ static int host_conn_submit_slot(struct host_conn *c, const struct wire_sqe *sqe
 	req = &c->reqs[c->free_cids[--c->nr_free]];
 	req->busy = true;
 	req->timed_out = false;
-	req->submit_ms = host_now_coarse_ms();
+	req->tmo_scans = 0;
 	c->outstanding++;
 	req->write = write && len > 0;
 	req->resp_done = false;
@@ -864,6 +864,8 @@ int host_conn_connect(struct host_conn *c, int timeout_ms)
 	return 0;
 }
 
+#define HOST_TMO_SCANS 8 /* looks per timeout */
+
 bool host_conn_check_timeouts(struct host_conn *c, unsigned timeout_ms)
 {
 	uint64_t now = host_now_coarse_ms();
@@ -872,19 +874,20 @@ bool host_conn_check_timeouts(struct host_conn *c, unsigned timeout_ms)
 	if (!timeout_ms || c->state != HOST_CONN_LIVE || !c->outstanding ||
 	    now < c->next_tmo_check_ms)
 		return false;
-	c->next_tmo_check_ms = now + MAX(timeout_ms / 8, 1u);
+	c->next_tmo_check_ms = now + MAX(timeout_ms / HOST_TMO_SCANS, 1u);
 	for (unsigned i = 0; i < c->opts.nr_slots; i++) {
 		struct host_req *req = &c->reqs[i];
 
-		if (req->busy && !req->resp_done && now - req->submit_ms >= timeout_ms) {
+		/* outstanding at this look and HOST_TMO_SCANS looks before: a whole timeout */
+		if (req->busy && !req->resp_done && req->tmo_scans++ >= HOST_TMO_SCANS) {
 			req->timed_out = true;
 			late = late ? late : req;
 		}
 	}
 	if (!late)
 		return false;
-	log_warn("%s: cid %u (opcode %#x) not completed after %llu ms: failing the queue", c->name,
-		 late->cid, late->sqe.opc, (unsigned long long)(now - late->submit_ms));
+	log_warn("%s: cid %u (opcode %#x) not completed after %u ms or more: failing the queue",
+		 c->name, late->cid, late->sqe.opc, timeout_ms);
 	host_conn_fail(c, -ETIMEDOUT);
 	return true;
 }

@@ -62,7 +62,7 @@ struct host_req {
 	uint16_t ttag;
 	struct nvtcp_cpl cpl;
 	struct wire_sqe sqe; /* as the caller gave it (for resubmission after a reconnect) */
-	uint64_t submit_ms;  /* coarse clock at submission (host_conn_check_timeouts) */
+	uint8_t tmo_scans;   /* timeout scans it has been outstanding through (no clock per I/O) */
 	bool timed_out;	     /* completes with -ETIMEDOUT, never held for a resubmission */
 	nvtcp_cb cb;
 	void *arg;
@@ -170,7 +170,10 @@ uint64_t host_now_ms(void);
 uint64_t host_now_coarse_ms(void);
 /* Fail the queue (-ETIMEDOUT) if a command has waited timeout_ms or more for its completion;
  * that command then completes with -ETIMEDOUT while the others can be harvested for a new
- * connection. Looks at most every timeout_ms / 8. Returns true if it failed the queue. */
+ * connection. Looks at the slots at most every timeout_ms / 8 and counts the looks a command
+ * stays outstanding through (no clock read per command): it times out after 9, i.e. after
+ * timeout_ms to timeout_ms * 9 / 8 if the queue is polled often, later if not, never early.
+ * Returns true if it failed the queue. */
 bool host_conn_check_timeouts(struct host_conn *c, unsigned timeout_ms);
 
 #endif

@@ -1347,6 +1347,13 @@ NVTCP_EXPORT int nvtcp_submit_dsm(struct nvtcp_io_queue *q, uint32_t nsid,
 	return ioq_submit(q, &sqe, &iov, 1, true, cb, arg);
 }
 
+/* Due Keep Alive (if the admin queue is free) and I/O command timeouts; q->conn is set. */
+static void ioq_timers(struct nvtcp_io_queue *q)
+{
+	ctrl_ka_maybe(q->ctrl);
+	host_conn_check_timeouts(q->conn, (unsigned)q->ctrl->io_timeout_ms);
+}
+
 static int ioq_poll(struct nvtcp_io_queue *q, unsigned max)
 {
 	int r;
@@ -1361,8 +1368,7 @@ static int ioq_poll(struct nvtcp_io_queue *q, unsigned max)
 		if (r < 0 || !q->conn)
 			return r;
 	}
-	ctrl_ka_maybe(q->ctrl);
-	host_conn_check_timeouts(q->conn, (unsigned)q->ctrl->io_timeout_ms);
+	ioq_timers(q);
 	r = host_conn_poll(q->conn, max);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
 		return MIN(ioq_recover(q), 0);
@@ -1388,38 +1394,39 @@ static int ioq_wait(struct nvtcp_io_queue *q, int timeout_ms)
 		if (r < 0 || !q->conn)
 			return r;
 	}
-	ctrl_ka_maybe(q->ctrl);
-	host_conn_check_timeouts(q->conn, (unsigned)q->ctrl->io_timeout_ms);
+	ioq_timers(q);
 	r = host_conn_wait(q->conn, timeout_ms);
 	if (r < 0 && ctrl_can_reconnect(q->ctrl))
 		return MIN(ioq_recover(q), 0);
 	return r;
 }
 
-/* A completion callback runs inside these; polling the same queue from there would run the
- * receive path (and maybe tear the connection down) under the caller's feet. */
-NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
+/* Completion callbacks run inside the calls that poll a queue (nvtcp_queue_poll/wait and the
+ * synchronous I/O); polling the same queue from there would run the receive path (and maybe
+ * tear the connection down) under the caller's feet. Such a call enters with ioq_enter (false:
+ * return -EDEADLK) and leaves with ioq_leave. */
+static bool ioq_enter(struct nvtcp_io_queue *q)
 {
-	int r;
-
 	if (q->polling)
-		return -EDEADLK;
+		return false;
 	q->polling = true;
-	r = ioq_poll(q, max);
+	return true;
+}
+
+static int ioq_leave(struct nvtcp_io_queue *q, int r)
+{
 	q->polling = false;
 	return r;
 }
 
+NVTCP_EXPORT int nvtcp_queue_poll(struct nvtcp_io_queue *q, unsigned max)
+{
+	return ioq_enter(q) ? ioq_leave(q, ioq_poll(q, max)) : -EDEADLK;
+}
+
 NVTCP_EXPORT int nvtcp_queue_wait(struct nvtcp_io_queue *q, int timeout_ms)
 {
-	int r;
-
-	if (q->polling)
-		return -EDEADLK;
-	q->polling = true;
-	r = ioq_wait(q, timeout_ms);
-	q->polling = false;
-	return r;
+	return ioq_enter(q) ? ioq_leave(q, ioq_wait(q, timeout_ms)) : -EDEADLK;
 }
 
 NVTCP_EXPORT int nvtcp_queue_fd(const struct nvtcp_io_queue *q)
@@ -1475,25 +1482,9 @@ static void ctrl_sync_abandon(struct nvtcp_io_queue *q, struct ctrl_sync *s, int
 			q->held[q->nr_held++] = q->held[i];
 }
 
-static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
-			       uint32_t nlb, void *buf, size_t len, unsigned flags);
-
-/* The synchronous calls poll the queue: not from its own completion callbacks (-EDEADLK). */
-static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
-			uint32_t nlb, void *buf, size_t len, unsigned flags)
-{
-	int r;
-
-	if (q->polling)
-		return -EDEADLK;
-	q->polling = true;
-	r = ctrl_sync_rw_locked(q, opc, nsid, slba, nlb, buf, len, flags);
-	q->polling = false;
-	return r;
-}
-
-static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
-			       uint32_t nlb, void *buf, size_t len, unsigned flags)
+/* Between ioq_enter and ioq_leave (see ctrl_sync_rw). */
+static int ctrl_sync_rw_polling(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
+				uint32_t nlb, void *buf, size_t len, unsigned flags)
 {
 	struct nvtcp_ctrl *ctrl = q->ctrl;
 	size_t bs, chunk_blocks;
@@ -1536,6 +1527,15 @@ static int ctrl_sync_rw_locked(struct nvtcp_io_queue *q, uint8_t opc, uint32_t n
 		buf = (uint8_t *)buf + n * bs;
 	}
 	return 0;
+}
+
+/* The synchronous calls poll the queue: not from its own completion callbacks (-EDEADLK). */
+static int ctrl_sync_rw(struct nvtcp_io_queue *q, uint8_t opc, uint32_t nsid, uint64_t slba,
+			uint32_t nlb, void *buf, size_t len, unsigned flags)
+{
+	if (!ioq_enter(q))
+		return -EDEADLK;
+	return ioq_leave(q, ctrl_sync_rw_polling(q, opc, nsid, slba, nlb, buf, len, flags));
 }
 
 NVTCP_EXPORT int nvtcp_read(struct nvtcp_io_queue *q, uint32_t nsid, uint64_t slba, uint32_t nlb,

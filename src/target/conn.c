@@ -32,7 +32,6 @@
 #define TGT_CREQ_TX_MAX	    (TGT_MAX_XFER / TGT_CONN_C2H_MAX + 1) /* C2HData PDUs + CapsuleResp */
 #define TGT_CREQ_TX_RESP    (TGT_CREQ_TX_MAX - 1)
 #define TGT_CONN_MAX_BLOCKS 8
-#define TGT_CONN_MAXR2T_CAP TGT_MAX_QUEUE_DEPTH /* more outstanding R2Ts than slots is moot */
 
 _Static_assert(TGT_MAX_XFER % TGT_CONN_C2H_MAX == 0, "C2HData split");
 _Static_assert(TGT_CONN_C2H_MAX <= TGT_MAXH2CDATA, "one PDU size for both directions");
@@ -96,10 +95,6 @@ struct tgt_conn {
 	uint64_t transitions;	 /* request state changes (statistics) */
 	struct tgt_creq *rx_req; /* request whose data the PDU being received carries */
 	uint8_t *incap_skip; /* where bytes before an in-capsule offset land; made on first use */
-
-	/* R2T flow control */
-	uint32_t maxr2t;     /* ICReq MAXR2T + 1: R2Ts per command (we send one), for the log */
-	uint32_t r2t_active; /* requests in TGT_CREQ_H2C */
 
 	struct loop_work flush_work; /* send what was queued this turn */
 	unsigned turn_cmds;	     /* commands this turn: see tgt_conn_flush_early */
@@ -463,7 +458,6 @@ static void tgt_creq_send_r2t(struct tgt_creq *r)
 	size_t n;
 
 	tgt_creq_set_state(r, TGT_CREQ_H2C);
-	c->r2t_active++;
 	/* one R2T for the whole transfer (as SPDK does); the host splits it by MAXH2CDATA */
 	n = pdu_build_r2t(r->hdr[0], le16_get(r->req.sqe.cid), r->ttag, 0, r->req.data_len,
 			  &c->params);
@@ -612,42 +606,29 @@ static int tgt_conn_fatal(struct tgt_conn *c, enum wire_fes fes, uint32_t fei, c
 	return -EPROTO;
 }
 
-/* Name the destination of the current PDU's payload: bytes [off, off + len) of r's data.
- * Payloads headed straight into a memory namespace (in place; only small ones are, see
- * IO_PLACE_MAX) come whole through the receive ring, and the copy from there bypasses the
- * cache (random 4K writes: nvtcpd -17% CPU per I/O). Returns 0 or -1. */
-static int tgt_conn_place(struct tgt_conn *c, struct tgt_creq *r, uint32_t off, uint32_t len)
-{
-	struct iovec dst[PDU_RX_DST_MAX];
-	int n = tgt_creq_slice(r, off, len, dst, PDU_RX_DST_MAX);
-
-	if (n <= 0 || pdu_rx_set_dst(&c->stream.rx, dst, n) < 0)
-		return -1;
-	if (r->req.bio.in_place)
-		pdu_rx_set_dst_cold(&c->stream.rx);
-	return 0;
-}
-
-/* In-capsule data that starts at an offset (SGL Offset subtype with a non-zero address): the
- * bytes before it land in the connection's scratch buffer (allocated the first time a host
- * does this; Linux and SPDK hosts never do), then r's data as usual. */
+/* Name the destination of the current PDU's payload: skip bytes the command does not use
+ * (in-capsule data at an offset, an SGL Offset address: they land in the connection's scratch
+ * buffer, made the first time a host does this; Linux and SPDK hosts never do), then bytes
+ * [off, off + len) of r's data. Payloads headed straight into a memory namespace (in place;
+ * only small ones are, see IO_PLACE_MAX) come whole through the receive ring, and the copy
+ * from there bypasses the cache (random 4K writes: nvtcpd -17% CPU per I/O). Returns 0 or
+ * -1. */
 #define TGT_CONN_SKIP_MAX MAX(TGT_INCAPSULE_IO, TGT_INCAPSULE_ADMIN)
-static int tgt_conn_place_incap(struct tgt_conn *c, struct tgt_creq *r)
+static int tgt_conn_place(struct tgt_conn *c, struct tgt_creq *r, uint32_t skip, uint32_t off,
+			  uint32_t len)
 {
-	uint32_t off = r->req.incap_off, len = r->req.data_len;
 	struct iovec dst[PDU_RX_DST_MAX];
-	int n;
+	int n = 0, k;
 
-	if (off == 0)
-		return tgt_conn_place(c, r, 0, len);
-	if (off > TGT_CONN_SKIP_MAX)
-		return -1;
-	if (!c->incap_skip && !(c->incap_skip = malloc(TGT_CONN_SKIP_MAX)))
-		return -1;
-	dst[0].iov_base = c->incap_skip;
-	dst[0].iov_len = off;
-	n = tgt_creq_slice(r, 0, len, dst + 1, PDU_RX_DST_MAX - 1);
-	if (n <= 0 || pdu_rx_set_dst(&c->stream.rx, dst, n + 1) < 0)
+	if (skip) {
+		if (skip > TGT_CONN_SKIP_MAX ||
+		    (!c->incap_skip && !(c->incap_skip = malloc(TGT_CONN_SKIP_MAX))))
+			return -1;
+		dst[n].iov_base = c->incap_skip;
+		dst[n++].iov_len = skip;
+	}
+	k = tgt_creq_slice(r, off, len, dst + n, PDU_RX_DST_MAX - n);
+	if (k <= 0 || pdu_rx_set_dst(&c->stream.rx, dst, n + k) < 0)
 		return -1;
 	if (r->req.bio.in_place)
 		pdu_rx_set_dst_cold(&c->stream.rx);
@@ -709,7 +690,7 @@ static int tgt_conn_capsule_header(struct tgt_conn *c)
 	if (incap == 0)
 		return 0;
 	if (r->req.iov && !r->xport_status && !r->init_failed) {
-		if (tgt_conn_place_incap(c, r) == 0)
+		if (tgt_conn_place(c, r, r->req.incap_off, 0, r->req.data_len) == 0)
 			return 0;
 		tgt_creq_set_xport_status(r, NVME_SC_INTERNAL, false);
 	}
@@ -758,7 +739,7 @@ static int tgt_conn_h2c_header(struct tgt_conn *c)
 		return tgt_conn_fatal(c, WIRE_FES_DATA_OUT_OF_RANGE, 0, "H2CData out of range");
 	log_debug("%s: H2CData cid %u ttag %u datao %u datal %u", tgt_conn_name(c),
 		  le16_get(h->cccid), ttag, datao, datal);
-	if (tgt_conn_place(c, r, datao, datal) < 0)
+	if (tgt_conn_place(c, r, 0, datao, datal) < 0)
 		return tgt_conn_fatal(c, WIRE_FES_DATA_OUT_OF_RANGE, 0, "H2CData placement");
 	c->rx_req = r;
 	return 0;
@@ -778,7 +759,6 @@ static void tgt_conn_h2c_done(struct tgt_conn *c)
 	/* LAST_PDU is informational: the byte count says when the transfer is complete */
 	if (r->h2c_done < r->req.data_len)
 		return;
-	c->r2t_active--;
 	tgt_creq_dispatch(r);
 }
 
@@ -789,7 +769,6 @@ static void tgt_conn_icresp_done(struct stream_tx *tx, int status)
 static int tgt_conn_icreq(struct tgt_conn *c)
 {
 	const struct wire_icreq *icreq = &c->stream.rx.hdr.icreq;
-	uint64_t maxr2t = (uint64_t)le32_get(icreq->maxr2t) + 1;
 
 	/* echo the host's digest choice; CPDA 0 (we accept data at any dword offset) */
 	c->params.hdgst = icreq->dgst & WIRE_DGST_HDR;
@@ -800,7 +779,6 @@ static int tgt_conn_icreq(struct tgt_conn *c)
 	c->params.max_incapsule = MAX(TGT_INCAPSULE_IO, TGT_INCAPSULE_ADMIN);
 	c->params.max_c2h_data = 0;
 	c->params.ic_done = true;
-	c->maxr2t = (uint32_t)MIN(maxr2t, (uint64_t)TGT_CONN_MAXR2T_CAP);
 
 	c->icresp_tx.iov[0].iov_base = c->icresp;
 	c->icresp_tx.iov[0].iov_len =
@@ -813,8 +791,10 @@ static int tgt_conn_icreq(struct tgt_conn *c)
 	/* PDUs after the ICReq may already sit in the ring: validate them with the new params */
 	stream_set_params(&c->stream, &c->params);
 	c->state = TGT_CONN_LIVE;
-	log_info("%s: ICReq: hdgst %d ddgst %d hpda %u maxr2t %u", tgt_conn_name(c),
-		 c->params.hdgst, c->params.ddgst, c->params.hpda, c->maxr2t);
+	/* (MAXR2T counts R2Ts per command; each gets one, so nothing to enforce) */
+	log_info("%s: ICReq: hdgst %d ddgst %d hpda %u maxr2t %llu", tgt_conn_name(c),
+		 c->params.hdgst, c->params.ddgst, c->params.hpda,
+		 (unsigned long long)le32_get(icreq->maxr2t) + 1);
 	return 0;
 }
 
@@ -1112,7 +1092,6 @@ int tgt_conn_create(struct tgt_thread *th, struct tgt_port *port, int fd,
 	c->reap_work.ctx = c;
 	c->tick.fn = tgt_conn_tick;
 	c->tick.ctx = c;
-	c->maxr2t = 1;
 	tgt_conn_format_peer(c, fd);
 
 	ret = tgt_conn_grow_slots(c);
